@@ -44,6 +44,15 @@ class PeerTimeoutError(PeerLostError):
     """No message from a peer within the configured timeout."""
 
 
+class RemoteError(PrivfinError):
+    """A peer (or this party's own server) refused a control operation; ``detail`` says why."""
+
+    def __init__(self, peer: str, detail: str) -> None:
+        super().__init__(f"'{peer}' refused: {detail}")
+        self.peer = peer
+        self.detail = detail
+
+
 class AuthError(TransportError):
     """A peer presented a certificate that does not match its claimed identity."""
 

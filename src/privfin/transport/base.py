@@ -247,3 +247,7 @@ class Channel(ABC):
 
 class PeerAborted(PeerLostError):
     """A peer reported that the job failed on its side."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        TransportError.__init__(self, f"peer '{peer}' aborted the job: {reason}")
+        self.peer = peer

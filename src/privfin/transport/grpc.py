@@ -33,7 +33,7 @@ import grpc
 import msgpack
 import numpy as np
 
-from privfin.errors import AuthError, PeerLostError, ProtocolError, TransportError
+from privfin.errors import AuthError, PeerLostError, PrivfinError, ProtocolError, RemoteError, TransportError
 from privfin.transport import serde
 from privfin.transport.base import Channel, Envelope, LedgerEntry, Mailbox, Message, PeerAborted
 from privfin.transport.tls import TLSFiles
@@ -71,7 +71,7 @@ class GrpcNode:
                  chunk_size: int = DEFAULT_CHUNK, connect_grace: float = 5.0, max_workers: int = 16) -> None:
         self.name = name
         self.listen = listen
-        self.peers = {p: a for p, a in peers.items() if p != name}
+        self.peers = dict(peers)
         self.mailbox = Mailbox()
         self.chunk_size = chunk_size
         self.connect_grace = connect_grace
@@ -128,10 +128,10 @@ class GrpcNode:
         self.stop()
 
     # -- server side -------------------------------------------------------------------
-    def _authenticate(self, context: grpc.ServicerContext) -> str:
+    def _authenticate(self, context: grpc.ServicerContext, allow_self: bool = False) -> str:
         names = context.auth_context().get("x509_common_name") or []
         who = names[0].decode() if names else ""
-        if who not in self.peers:
+        if who not in self.peers and not (allow_self and who == self.name):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"certificate name {who!r} is not a peer of {self.name!r}")
         return who
 
@@ -164,7 +164,8 @@ class GrpcNode:
         return _pack({"ok": True, "dup": not fresh})
 
     def _on_call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        sender = self._authenticate(context)
+        # the party's own certificate may run control operations (the local `privfin` CLI)
+        sender = self._authenticate(context, allow_self=True)
         try:
             req = _unpack(request)
             op, args = str(req["op"]), dict(req.get("args") or {})
@@ -177,7 +178,8 @@ class GrpcNode:
             return _pack(handler(sender, args))
         except Exception as exc:  # reported to the caller as a one-line error
             log.warning("control operation %s from %s failed: %s", op, sender, exc)
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{type(exc).__name__}: {exc}")
+            detail = str(exc) if isinstance(exc, PrivfinError) else f"{type(exc).__name__}: {exc}"
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, detail)
 
     def _on_abort(self, sender: str, args: dict[str, Any]) -> dict[str, Any]:
         self.mailbox.fail(str(args["job"]), PeerAborted(sender, str(args.get("reason", "job failed"))))
@@ -219,7 +221,7 @@ class GrpcNode:
                 if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
                     raise AuthError(f"peer '{peer}' refused us: {detail}") from exc
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
-                    raise TransportError(f"peer '{peer}': {detail}") from exc
+                    raise RemoteError(peer, detail) from exc
                 if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() - start + delay < grace:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
@@ -285,4 +287,4 @@ class GrpcChannel(Channel):
                 raise PeerLostError(peer, f"stopped answering during job {self.job_id} ({exc})") from exc
 
     def _abort_peer(self, peer: str, reason: str) -> None:
-        self._node.call(peer, "abort", {"job": self.job_id, "reason": reason}, timeout=3.0)
+        self._node.call(peer, "abort", {"job": self.job_id, "reason": reason}, timeout=3.0, grace=0.0)

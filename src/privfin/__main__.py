@@ -1,0 +1,3 @@
+from privfin.cli.main import app
+
+app(prog_name="privfin")

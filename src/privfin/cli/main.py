@@ -1,0 +1,255 @@
+"""The ``privfin`` command line (typer + rich). Thin: every command calls library code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from privfin.cli import render
+from privfin.config import JobSpec, PartyConfig
+from privfin.errors import ConfigError, PrivfinError
+
+app = typer.Typer(help="privfin: privacy-preserving computation for inclusive finance.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+certs_app = typer.Typer(help="Development CA and party certificates for mutual TLS.", no_args_is_help=True)
+party_app = typer.Typer(help="Run a party process.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Read a party's job store.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object with --json.", no_args_is_help=True)
+data_app = typer.Typer(help="Generated data.", no_args_is_help=True)
+for sub, name in ((certs_app, "certs"), (party_app, "party"), (jobs_app, "jobs"), (bench_app, "bench"),
+                  (data_app, "data")):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The party's party.toml.")]
+
+
+def friendly(fn: F) -> F:
+    """Turn privfin errors into a one-line message and exit code 2 (configuration) or 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except PrivfinError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- certs --------------------------------------------------------------------------------------
+@certs_app.command("init")
+@friendly
+def certs_init(dir: Annotated[Path, typer.Option(help="Where to write ca.crt and ca.key.")] = Path("certs"),
+               force: Annotated[bool, typer.Option(help="Replace an existing CA.")] = False) -> None:
+    """Create a development certificate authority."""
+    from privfin.transport.tls import init_ca
+
+    path = init_ca(dir, overwrite=force)
+    console.print(f"CA certificate: {path}  (keep {dir / 'ca.key'} private)")
+
+
+@certs_app.command("issue")
+@friendly
+def certs_issue(name: Annotated[str, typer.Argument(help="Party name (certificate common name).")],
+                dir: Annotated[Path, typer.Option(help="Folder holding the CA; the certificate goes here too.")] = Path(
+                    "certs"),
+                host: Annotated[list[str], typer.Option(help="Extra host names / IPs to include.")] = []) -> None:
+    """Issue a party certificate signed by the development CA."""
+    from privfin.transport.tls import issue
+
+    files = issue(dir, name, tuple(["localhost", "127.0.0.1", *host]))
+    console.print(f"certificate: {files.cert}\nkey:         {files.key}")
+
+
+# -- party -----------------------------------------------------------------------------------------
+@party_app.command("serve")
+@friendly
+def party_serve(config: ConfigOpt,
+                exit_after: Annotated[int | None, typer.Option(help="Exit after this many jobs ended.")] = None,
+                parent_pid: Annotated[int | None, typer.Option(help="Exit if this launcher process dies.")] = None,
+                log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO") -> None:
+    """Run one party: serve peers over mutual TLS and run the jobs it takes part in."""
+    from privfin.runtime.party import Party
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    cfg = PartyConfig.load(config)
+    code = Party(cfg).serve(exit_after=exit_after, parent_pid=parent_pid)
+    raise typer.Exit(code)
+
+
+# -- run and jobs ------------------------------------------------------------------------------------
+def _follow(cfg: PartyConfig, job_id: str) -> dict[str, Any]:
+    from privfin.runtime.launcher import wait_job
+
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        return wait_job(cfg, job_id, on_status=lambda s: live.update(render.steps_table(s)))
+
+
+def _finish(cfg: PartyConfig, status: dict[str, Any]) -> None:
+    if status["metrics"]:
+        console.print(render.metrics_table(status["metrics"]))
+    for a in status.get("artifacts", []):
+        console.print(f"artifact [bold]{a['name']}[/]: {a['path']}")
+    if status["status"] != "succeeded":
+        err.print(f"[red]job {status['id']} failed:[/] {status['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command("run")
+@friendly
+def run(job: Annotated[Path, typer.Argument(help="The job spec (job.toml).")], config: ConfigOpt,
+        wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = True) -> None:
+    """Submit a job from this party (the initiator); every party runs its own role's steps."""
+    from privfin.runtime.launcher import submit
+
+    cfg = PartyConfig.load(config)
+    JobSpec.load(job)  # fail fast on a bad spec, before contacting anyone
+    job_id = submit(cfg, job)
+    console.print(f"job [bold]{job_id}[/] submitted at '{cfg.name}'")
+    if wait:
+        _finish(cfg, _follow(cfg, job_id))
+
+
+@jobs_app.command("list")
+@friendly
+def jobs_list(config: ConfigOpt, limit: int = 50) -> None:
+    """The party's recent jobs."""
+    from privfin.runtime.store import JobStore
+
+    console.print(render.jobs_table(JobStore(PartyConfig.load(config).job_store).jobs(limit)))
+
+
+@jobs_app.command("show")
+@friendly
+def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")], config: ConfigOpt,
+              ledger: Annotated[bool, typer.Option(help="List every received message.")] = False) -> None:
+    """Steps, timings, metrics, artifacts and the disclosure ledger of one job."""
+    from privfin.runtime.store import JobStore
+
+    store = JobStore(PartyConfig.load(config).job_store)
+    job = store.job(job_id)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} (or the prefix is ambiguous)", file=str(store.path))
+    console.print(render.steps_table(job))
+    if job["error"]:
+        console.print(f"[red]error:[/] {job['error']}", highlight=False)
+    if job["metrics"]:
+        console.print(render.metrics_table(job["metrics"]))
+    for a in job["artifacts"]:
+        console.print(f"artifact [bold]{a.name}[/] ({a.kind}, {a.bytes:,} bytes): {a.path}")
+    console.print(render.ledger_table(store.ledger_summary(job["id"])))
+    if ledger:
+        for e in store.ledger(job["id"]):
+            console.print(f"{render._when(e.received_at)}  {e.step:12} {e.sender:10} {e.tag:24} {e.kind:10} "
+                          f"{e.nbytes:>12,}")
+
+
+@jobs_app.command("rerun")
+@friendly
+def jobs_rerun(job_id: Annotated[str, typer.Argument(help="The job to run again (as a new job).")],
+               config: ConfigOpt) -> None:
+    """Run a stored job spec again, as a new job, from this party."""
+    import tempfile
+
+    from privfin.runtime.launcher import submit
+    from privfin.runtime.store import JobStore
+
+    cfg = PartyConfig.load(config)
+    job = JobStore(cfg.job_store).job(job_id)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r}", file=str(cfg.job_store))
+    if job["initiator"] != cfg.name:
+        raise ConfigError(f"job {job['id']} was initiated by '{job['initiator']}'; rerun it there", file=str(config))
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(job["spec"])
+    new_id = submit(cfg, Path(f.name))
+    console.print(f"job [bold]{new_id}[/] submitted (rerun of {job['id']})")
+    _finish(cfg, _follow(cfg, new_id))
+
+
+# -- demo -----------------------------------------------------------------------------------------
+@app.command("demo")
+@friendly
+def demo(data_dir: Annotated[Path | None, typer.Option(help="Run on the FATE-style vertical split in this folder "
+                                                              "(default_credit_hetero_{guest,host}.csv), read in place.")] = None,
+         rows: Annotated[int, typer.Option(help="Rows of the bank's generated table.")] = 20000,
+         seed: Annotated[int, typer.Option(help="Seed of the data generator.")] = 0,
+         workdir: Annotated[Path | None, typer.Option(help="Where certificates, configs and job stores go "
+                                                           "(default: a new temp folder).")] = None) -> None:
+    """Run the risk-scorecard pipeline: every party its own process on loopback TLS."""
+    from privfin.runtime.store import JobStore
+    from privfin.scenarios.demo import run_demo
+
+    source = f"real data in {data_dir}" if data_dir else f"generated data ({rows:,} bank rows, seed {seed})"
+    console.print(f"[bold]privfin demo[/]: bank (active) + gov (passive), {source}")
+    with Live(console=console, refresh_per_second=4) as live:
+        res = run_demo(workdir=workdir, data_dir=data_dir, rows=rows, seed=seed,
+                       on_status=lambda s: live.update(render.steps_table(s)))
+    status = res.status
+    console.print(render.metrics_table(status["metrics"], title="summary at the bank"))
+    console.print(render.ledger_table(JobStore(res.bank_store).ledger_summary(res.job_id),
+                                      title="what the bank received"))
+    console.print(f"workdir: {res.workdir}  (party configs, logs, job stores; "
+                  f"`privfin jobs show {res.job_id} -c {res.workdir / 'bank' / 'party.toml'}`)")
+    bad = {p: c for p, c in res.exit_codes.items() if c}
+    if status["status"] != "succeeded" or bad:
+        err.print(f"[red]demo failed:[/] {status.get('error') or bad}", highlight=False)
+        raise typer.Exit(1)
+
+
+# -- data ---------------------------------------------------------------------------------------------
+@data_app.command("synth")
+@friendly
+def data_synth(out: Annotated[Path, typer.Option(help="Output folder.")],
+               rows: Annotated[int, typer.Option(help="Rows of the bank's table.")] = 20000,
+               seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+               overlap: Annotated[float, typer.Option(help="Share of the bank's ids also at the government.")] = 0.7,
+               fmt: Annotated[str, typer.Option(help="csv or parquet.")] = "csv") -> None:
+    """Generate the bank and government tables (seeded; see privfin.scenarios.synth)."""
+    from privfin.scenarios import synth
+
+    paths = synth.write(synth.generate(n_rows=rows, seed=seed, overlap=overlap), out, fmt=fmt)
+    for k, v in paths.items():
+        console.print(f"{k}: {v}")
+
+
+# -- bench --------------------------------------------------------------------------------------------
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            console.print(f"{k:>20}: {v}")
+
+
+@bench_app.command("transport")
+@friendly
+def bench_transport(size_mb: Annotated[int, typer.Option(help="Size of the array sent, MiB.")] = 256,
+                    repeat: Annotated[int, typer.Option(help="Transfers timed (median reported).")] = 3,
+                    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Two party processes over loopback gRPC/TLS: one sends a SIZE_MB array to the other."""
+    from privfin.bench.transport import run_transport_bench
+
+    _emit(run_transport_bench(size_mb=size_mb, repeat=repeat), as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
