@@ -1,0 +1,1 @@
+"""Benchmarks behind ``privfin bench ...`` (each returns one JSON-able dict)."""
