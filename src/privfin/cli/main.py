@@ -251,5 +251,25 @@ def bench_transport(size_mb: Annotated[int, typer.Option(help="Size of the array
     _emit(run_transport_bench(size_mb=size_mb, repeat=repeat), as_json)
 
 
+@bench_app.command("he")
+@friendly
+def bench_he(key_bits: Annotated[int, typer.Option(help="Modulus size (2048 or 3072).")] = 2048,
+             seconds: Annotated[float, typer.Option(help="CPU seconds per measurement.")] = 1.0,
+             repeats: Annotated[int, typer.Option(help="Measurements per operation (median reported).")] = 3,
+             pool: Annotated[bool, typer.Option(help="Also measure encryption through the process pool.")] = True,
+             peers: Annotated[str | None, typer.Option(metavar="PYTHON", help="Python of a venv with phe and sf-heu: "
+                                                       "alternate ../shared/peers/bench/he_peers.py with privfin.")] = None,
+             runs: Annotated[int, typer.Option(help="Alternating runs with --peers.")] = 3,
+             peer_script: Annotated[str | None, typer.Option(help="Path of he_peers.py, if not found.")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Per-core operations per second of Paillier and OU: encrypt, decrypt, add, scalar multiply."""
+    from privfin.bench.he import compare_with_peers, run_he_bench
+
+    if peers:
+        _emit(compare_with_peers(peers, runs, seconds, peer_script), as_json)
+    else:
+        _emit(run_he_bench(key_bits, seconds, repeats, pool=pool), as_json)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
