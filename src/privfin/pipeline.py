@@ -18,8 +18,13 @@ from privfin.transport.base import Kind
 
 @step("load")
 def load(ctx: StepContext, params: dict[str, Any]) -> None:
-    """Load and check this party's own input; nothing is sent."""
-    table = load_party_table(ctx.spec, ctx.party, ctx.data_dir)
+    """Load and check this party's own input; nothing is sent.
+
+    Duplicate ids are an error here unless a ``psi`` step follows: its id policy
+    (normalization, checksums, ``duplicates = "error" | "dedupe"``) then decides.
+    """
+    has_psi = any(s.name == "psi" for s in ctx.spec.steps)
+    table = load_party_table(ctx.spec, ctx.party, ctx.data_dir, check_duplicates=not has_psi)
     ctx.state["table"] = table
     ctx.metric("rows", table.n_rows)
     ctx.metric("features", int(table.features.shape[1]))
@@ -58,3 +63,48 @@ def transfer(ctx: StepContext, params: dict[str, Any]) -> None:
     if ctx.is_active:
         wall = time.perf_counter() - start - pause * rounds
         ctx.metric("mb_per_s", round(size_mb * rounds * len(ctx.passive) / max(wall, 1e-9), 1))
+
+
+@step("psi")
+def psi_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Align the parties' rows with ECDH PSI (two-party, or leader-based for three or more).
+
+    Parameters: ``reveal`` ("rows" | "size_only"), ``to`` (parties that learn the result;
+    default all), ``leader`` (multi-party), and the id policy: ``strip``, ``nfkc``, ``case``
+    ("upper" | "lower" | "keep"), ``checksum`` ("resident_id" | "credit_code" |
+    "resident_id_or_credit_code"), ``on_invalid`` ("error" | "skip"), ``duplicates``
+    ("error" | "dedupe").
+
+    With ``reveal = "rows"`` every party named in ``to`` continues with its own rows of the
+    intersection, in the order common to all parties, and stores them as the ``aligned``
+    artifact. Security: see :mod:`privfin.psi.protocol`.
+    """
+    from privfin.psi import IdPolicy, PsiParams, psi
+
+    policy_keys = {"strip": bool, "nfkc": bool, "case": str, "checksum": str, "on_invalid": str, "duplicates": str}
+    policy = IdPolicy(**{k: ctx.param(params, k, t, None) for k, t in policy_keys.items() if k in params})
+    to = ctx.param(params, "to", list, None)
+    reveal = ctx.param(params, "reveal", str, "rows", choices=("rows", "size_only"))
+    pp = PsiParams(reveal=reveal, to=tuple(to) if to else None, leader=ctx.param(params, "leader", str, None),
+                   policy=policy)
+    table = ctx.state["table"]
+    res = psi(ctx.chan, table.ids, pp)
+    h = res.hygiene
+    ctx.metric("input_ids", h.n_input)
+    ctx.metric("used_ids", h.n_used)
+    if h.n_invalid:
+        ctx.metric("invalid_ids_skipped", h.n_invalid)
+    if h.n_duplicates:
+        ctx.metric("duplicate_ids_dropped", h.n_duplicates)
+    if res.size is not None:
+        ctx.metric("intersection", res.size)
+    if res.indices is not None:
+        aligned = table.take(res.indices)
+        ctx.state["table"] = aligned
+        frame = aligned.features.copy()
+        frame.insert(0, ctx.spec.parties[ctx.party].id_column, aligned.ids)
+        if aligned.label is not None:
+            frame[ctx.spec.parties[ctx.party].label_column] = aligned.label
+        ctx.save_table("aligned", frame)
+    else:
+        ctx.state.pop("table", None)  # nothing aligned here: later steps must not use unaligned rows

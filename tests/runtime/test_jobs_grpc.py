@@ -44,8 +44,8 @@ input = "telecom.csv"
 @pytest.fixture
 def deployment(tmp_path):
     configs = write_deployment(tmp_path, PARTIES, timeout_s=15)
-    for p in PARTIES:
-        df = pd.DataFrame({"id": [f"{i:06d}" for i in range(100)], "x": range(100)})
+    for p, rows in zip(PARTIES, (range(100), range(20, 120), [*range(0, 60), *range(90, 130)])):
+        df = pd.DataFrame({"id": [f"{i:06d}" for i in rows], "x": list(rows)}).sample(frac=1.0, random_state=len(p))
         if p == "bank":
             df["y"] = [i % 2 for i in range(100)]
         df.to_csv(configs[p].parent / "data" / f"{p}.csv", index=False)
@@ -55,26 +55,35 @@ def deployment(tmp_path):
 def test_three_party_job(deployment):
     tmp, configs = deployment
     bank = PartyConfig.load(configs["bank"])
+    steps = '[[steps]]\nname = "psi"\n[[steps]]\nname = "transfer"\nsize_mb = 3\nrounds = 2\n'
     with PartyProcesses(configs) as procs:
         procs.wait_ready()
-        job_id = submit(bank, _job(tmp, '[[steps]]\nname = "transfer"\nsize_mb = 3\nrounds = 2\n'))
+        job_id = submit(bank, _job(tmp, steps))
         status = wait_job(bank, job_id, timeout=60)
         codes = procs.wait(30)
     assert status["status"] == "succeeded", status["error"]
     assert codes == {p: 0 for p in PARTIES}
     metrics = {(s, k): v for s, k, v in status["metrics"]}
     assert metrics[("load", "rows")] == 100 and metrics[("transfer", "mb_per_s")] > 0
+    want = {f"{i:06d}" for i in [*range(20, 60), *range(90, 100)]}
+    assert metrics[("psi", "intersection")] == len(want)
+    orders = []
     for p in PARTIES:
         store = JobStore(PartyConfig.load(configs[p]).job_store)
         job = store.job(job_id)
-        assert job["status"] == "succeeded" and [s["status"] for s in job["steps"]] == ["done", "done"]
-        ledger = [e for e in store.ledger(job_id) if e.step != "commit"]
+        assert job["status"] == "succeeded" and [s["status"] for s in job["steps"]] == ["done"] * 3
+        (aligned,) = [a for a in job["artifacts"] if a.name == "aligned"]
+        frame = pd.read_parquet(aligned.path)
+        assert set(frame["id"]) == want and (frame["x"] == frame["id"].astype(int)).all()
+        orders.append(list(frame["id"]))
+        ledger = [e for e in store.ledger(job_id) if e.step == "transfer"]
         if p == "bank":
             assert {(e.sender, e.tag, e.kind) for e in ledger} == {
                 ("gov", "transfer/ack", Kind.AGGREGATE), ("telecom", "transfer/ack", Kind.AGGREGATE)}
         else:
             assert [(e.sender, e.tag, e.step) for e in ledger] == [("bank", "transfer/filler", "transfer")] * 2
             assert all(e.nbytes >= 3 << 20 for e in ledger)
+    assert orders[0] == orders[1] == orders[2] and orders[0] != sorted(orders[0])
     runner = CliRunner()
     res = runner.invoke(app, ["jobs", "list", "-c", str(configs["gov"])])
     assert res.exit_code == 0 and job_id in res.output

@@ -13,30 +13,32 @@ from typing import Any
 
 import numpy as np
 
-from privfin.bench.harness import run_processes
+from privfin.bench.harness import Timed, run_processes
 from privfin.errors import ProtocolError
 from privfin.transport.base import Channel, Kind
 from privfin.transport.grpc import DEFAULT_CHUNK
 
 
-def sender(chan: Channel, size_mb: int, repeat: int) -> dict[str, Any]:
+def sender(chan: Channel, timed: Timed, size_mb: int, repeat: int) -> dict[str, Any]:
     arr = np.empty(size_mb << 20, dtype=np.uint8)
     arr[::4096] = 7  # touch every page so the memory is really there
     times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        chan.send("receiver", "bench/array", arr, kind=Kind.PLAINTEXT)
-        if chan.recv("receiver", "bench/ack") != arr.nbytes:
-            raise ProtocolError("the receiver got a different size")
-        times.append(time.perf_counter() - t0)
+    with timed:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            chan.send("receiver", "bench/array", arr, kind=Kind.PLAINTEXT)
+            if chan.recv("receiver", "bench/ack") != arr.nbytes:
+                raise ProtocolError("the receiver got a different size")
+            times.append(time.perf_counter() - t0)
     return {"seconds": times}
 
 
-def receiver(chan: Channel, repeat: int) -> dict[str, Any]:
-    for _ in range(repeat):
-        arr = chan.recv("sender", "bench/array")
-        chan.send("sender", "bench/ack", int(arr.nbytes), kind=Kind.AGGREGATE)
-        del arr
+def receiver(chan: Channel, timed: Timed, repeat: int) -> dict[str, Any]:
+    with timed:
+        for _ in range(repeat):
+            arr = chan.recv("sender", "bench/array")
+            chan.send("sender", "bench/ack", int(arr.nbytes), kind=Kind.AGGREGATE)
+            del arr
     return {}
 
 
@@ -49,7 +51,7 @@ def run_transport_bench(size_mb: int = 256, repeat: int = 3) -> dict[str, Any]:
     med = statistics.median(times)
     return {"bench": "transport", "size_mb": size_mb, "repeat": repeat, "mb_per_s": round(size_mb / med, 1),
             "seconds": [round(t, 3) for t in times],
-            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rep.values()), 1),
+            "peak_rss_mb": round(max(rep[p]["peak_rss_mb"] for p in ("sender", "receiver")), 1),
             "rss_sender_mb": round(rep["sender"]["peak_rss_mb"], 1),
             "rss_receiver_mb": round(rep["receiver"]["peak_rss_mb"], 1),
             "chunk_bytes": DEFAULT_CHUNK, "tls": "mutual, ECDSA P-256 certificates"}

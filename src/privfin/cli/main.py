@@ -251,6 +251,30 @@ def bench_transport(size_mb: Annotated[int, typer.Option(help="Size of the array
     _emit(run_transport_bench(size_mb=size_mb, repeat=repeat), as_json)
 
 
+@bench_app.command("psi")
+@friendly
+def bench_psi(size: Annotated[int, typer.Option(help="Ids per party.")] = 100_000,
+              overlap: Annotated[float, typer.Option(help="Share of ids in common.")] = 0.8,
+              transport: Annotated[str, typer.Option(help="grpc (a process per party) or memory (threads).")] = "grpc",
+              parties: Annotated[int, typer.Option(help=">= 3 runs the multi-party protocol (memory transport).")] = 2,
+              reveal: Annotated[str, typer.Option(help="rows or size_only.")] = "rows",
+              block: Annotated[int, typer.Option(help="Ids per streamed block.")] = 1 << 17,
+              csv: Annotated[tuple[Path, Path] | None, typer.Option(help="Two one-column id files (header 'id') "
+                                                                   "instead of generated sets.")] = None,
+              check: Annotated[bool, typer.Option(help="Check the result against Python's set intersection.")] = True,
+              as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Two-party ECDH PSI (both parties' work) on generated 18-digit ids or given files."""
+    from privfin.bench.psi import bench_psi as run, run_memory_multi
+    from privfin.psi import PsiParams
+
+    if parties >= 3:
+        res = run_memory_multi(size, overlap, parties, PsiParams(reveal=reveal, block=block, on_empty="allow"))
+    else:
+        res = run(size, overlap, transport=transport, reveal=reveal, block=block, check=check,
+                  csv=(str(csv[0]), str(csv[1])) if csv else None)
+    _emit(res, as_json)
+
+
 @bench_app.command("he")
 @friendly
 def bench_he(key_bits: Annotated[int, typer.Option(help="Modulus size (2048 or 3072).")] = 2048,

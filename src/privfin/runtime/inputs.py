@@ -53,7 +53,7 @@ def _read(path: Path, id_column: str, key: str, job_file: str) -> pd.DataFrame:
     raise ConfigError(f"unsupported input format {suffix!r} (use .csv or .parquet)", key=key, file=job_file)
 
 
-def load_party_table(spec: JobSpec, party: str, data_dir: Path) -> PartyTable:
+def load_party_table(spec: JobSpec, party: str, data_dir: Path, *, check_duplicates: bool = True) -> PartyTable:
     """Load ``party``'s input for ``spec`` from ``data_dir`` and check it."""
     ps: PartySpec = spec.parties[party]
     base = f"parties.{party}"
@@ -66,7 +66,7 @@ def load_party_table(spec: JobSpec, party: str, data_dir: Path) -> PartyTable:
     if ids.isna().any():
         raise DataError(f"{int(ids.isna().sum())} empty ids in column {ps.id_column!r} {where}")
     ids = ids.astype(str).to_numpy(dtype=object)
-    n_dup = len(ids) - len(pd.unique(ids))
+    n_dup = len(ids) - len(pd.unique(ids)) if check_duplicates else 0
     if n_dup:
         raise DataError(f"{n_dup} duplicate ids in column {ps.id_column!r} {where}")
     if len(ids) == 0:

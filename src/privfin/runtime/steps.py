@@ -106,7 +106,9 @@ class StepContext:
     def param(self, params: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any,
               choices: tuple[Any, ...] | None = None) -> Any:
         """A step parameter, checked; errors name ``steps[i].key`` in the job file."""
-        v = params.get(key, default)
+        if key not in params:
+            return default
+        v = params[key]
         bad = not isinstance(v, typ) or (isinstance(v, bool) and typ in (int, float, (int, float)))
         if bad or (choices is not None and v not in choices):
             want = f"one of {choices}" if choices else (typ.__name__ if isinstance(typ, type) else str(typ))

@@ -1,0 +1,26 @@
+"""Private set intersection: ECDH PSI on X25519 (two-party and multi-party), input hygiene.
+
+Entry points: :func:`psi` (any number of parties), the role aliases :func:`psi_sender`,
+:func:`psi_receiver`, :func:`psi_leader`, :func:`psi_follower`, :class:`PsiParams`,
+:class:`PsiResult`; id cleaning :class:`IdPolicy` / :func:`clean_ids`. The Security section
+is in :mod:`privfin.psi.protocol`.
+"""
+
+from privfin.psi.ids import (
+    DuplicateIdError,
+    EmptyInputError,
+    EmptyIntersectionError,
+    HygieneReport,
+    IdPolicy,
+    InvalidIdError,
+    clean_ids,
+    is_valid_credit_code,
+    is_valid_resident_id,
+)
+from privfin.psi.protocol import PsiParams, PsiResult, psi, psi_follower, psi_leader, psi_receiver, psi_sender
+
+__all__ = [
+    "PsiParams", "PsiResult", "psi", "psi_sender", "psi_receiver", "psi_leader", "psi_follower",
+    "IdPolicy", "HygieneReport", "clean_ids", "is_valid_resident_id", "is_valid_credit_code",
+    "InvalidIdError", "DuplicateIdError", "EmptyInputError", "EmptyIntersectionError",
+]

@@ -1,0 +1,78 @@
+"""Curve primitives: commutativity, unblinding, hash to curve, domain separation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import gmpy2
+import numpy as np
+import pytest
+
+from privfin.errors import ProtocolError
+from privfin.psi import ecdh
+
+IDS = np.array([b"110105194912310021", b"91350100M000100Y43", b"x", b"y" * 60])
+
+
+def _on_curve(u: bytes) -> bool:
+    x = int.from_bytes(u, "little")
+    return x < ecdh.P and gmpy2.jacobi((x**3 + 486662 * x * x + x) % ecdh.P, ecdh.P) == 1
+
+
+def test_hash_to_curve_lands_on_the_curve_not_the_twist():
+    dst = ecdh.domain("job", "t")
+    u = ecdh.hash_to_u_chunk(np.array([str(i).encode() for i in range(300)]), dst)
+    assert all(_on_curve(row.tobytes()) for row in u)
+    assert len({row.tobytes() for row in u}) == 300
+    assert ecdh.hash_to_u(b"7", dst) == u[7].tobytes()
+
+
+def test_domain_separation_by_job_and_context():
+    a = ecdh.hash_to_u(b"id", ecdh.domain("job-1", "two-party"))
+    assert a != ecdh.hash_to_u(b"id", ecdh.domain("job-2", "two-party"))
+    assert a != ecdh.hash_to_u(b"id", ecdh.domain("job-1", "multi-party"))
+    # length-prefixed fields: moving a character between job and context changes the domain
+    assert ecdh.domain("ab", "c") != ecdh.domain("a", "bc")
+
+
+def test_blinding_commutes_and_unblinding_inverts():
+    dst = ecdh.domain("job", "t")
+    a, b = ecdh.new_scalar(), ecdh.new_scalar()
+    u = ecdh.hash_to_u_chunk(IDS, dst)
+    xa = ecdh.hash_and_blind_chunk(IDS, a, dst)
+    assert np.array_equal(xa, ecdh.blind_chunk(u, a))
+    assert np.array_equal(ecdh.blind_chunk(xa, b), ecdh.blind_chunk(ecdh.blind_chunk(u, b), a))
+    c, d = ecdh.new_invertible_scalar()
+    assert ecdh.clamp(d) == int.from_bytes(d, "little")  # d is already a clamped scalar
+    assert (ecdh.clamp(c) * int.from_bytes(d, "little")) % ecdh.L == 1
+    back = ecdh.blind_chunk(ecdh.blind_chunk(ecdh.blind_chunk(u, c), b), d)
+    assert np.array_equal(back, ecdh.blind_chunk(u, b))
+    tags = ecdh.blind_and_tag_chunk(xa, b, dst)
+    assert tags.dtype == np.dtype("S16") and len(set(tags.tolist())) == len(IDS)
+
+
+def test_libsodium_and_openssl_agree():
+    u = ecdh.hash_to_u(b"abc", ecdh.domain("j", "c"))
+    k = ecdh.new_scalar()
+    assert ecdh._x25519_openssl(k, u) == ecdh.x25519(k, u)
+
+
+def test_scalars_are_fresh_and_clamped():
+    ks = {ecdh.new_scalar() for _ in range(20)}
+    assert len(ks) == 20
+    for k in ks:
+        v = int.from_bytes(k, "little")
+        assert v % 8 == 0 and v >> 254 == 1
+
+
+def test_small_order_point_is_a_protocol_error():
+    zero = np.zeros((1, 32), np.uint8)
+    with pytest.raises(ProtocolError):
+        ecdh.blind_chunk(zero, ecdh.new_scalar())
+    with pytest.raises(ProtocolError):
+        ecdh.blind_chunk(np.zeros((2, 16), np.uint8), ecdh.new_scalar())
+
+
+def test_hash_is_keyed_by_domain_not_plain_sha256():
+    u = ecdh.hash_to_u(b"abc", ecdh.domain("j", "c"))
+    assert u != hashlib.sha256(b"abc").digest()
