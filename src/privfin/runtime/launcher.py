@@ -144,6 +144,9 @@ def submit(cfg: PartyConfig, job_file: Path) -> str:
         return str(node.call(cfg.name, "job.submit", {"spec": spec.text, "file": str(job_file)}, timeout=60.0)["job"])
     except RemoteError as exc:
         raise JobError(exc.detail) from exc
+    except PeerLostError as exc:
+        raise JobError(f"cannot reach party '{cfg.name}' at {cfg.listen}: is `privfin party serve --config "
+                       f"{cfg.file}` running?") from exc
     finally:
         node.stop()
 
