@@ -23,6 +23,7 @@ Wire format (no protobuf and no pickle; gRPC carries raw bytes):
 from __future__ import annotations
 
 import logging
+import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 SERVICE = "privfin.Party"
 DEFAULT_CHUNK = 4 << 20
 _MAX_FRAME = 64 << 20
+_HUGE_MIN = 32 << 20
 _OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_FRAME),
     ("grpc.max_send_message_length", _MAX_FRAME),
@@ -54,6 +56,20 @@ _OPTIONS = [
 _SERVER_OPTIONS = _OPTIONS + [("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
 
 Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _receive_buffer(size: int) -> np.ndarray:
+    """A writable buffer for an incoming array; large ones on transparent huge pages.
+
+    First-touch page faults dominate receiving a large array (about 2.5 s per GiB with 4 KiB
+    pages on this class of VM, 0.7 s with 2 MiB pages), so big buffers are mapped directly
+    and advised to use huge pages where the kernel allows it.
+    """
+    if size < _HUGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(size, dtype=np.uint8)
+    mm = mmap.mmap(-1, size)
+    mm.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(mm, dtype=np.uint8)
 
 
 def _pack(obj: Any) -> bytes:
@@ -149,7 +165,7 @@ class GrpcNode:
                           f"certificate of {sender!r} cannot send as {env.sender!r} to {env.receiver!r}")
         if sizes != serde.buffer_sizes(header):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "buffer sizes do not match the payload header")
-        buffers = [np.empty(size, dtype=np.uint8) for size in sizes]
+        buffers = [_receive_buffer(size) for size in sizes]
         for buf in buffers:
             pos = 0
             while pos < len(buf):
