@@ -275,6 +275,19 @@ def bench_psi(size: Annotated[int, typer.Option(help="Ids per party.")] = 100_00
     _emit(res, as_json)
 
 
+@bench_app.command("ss")
+@friendly
+def bench_ss(rows: Annotated[int, typer.Option(help="Rows N of the shared matrix.")] = 100_000,
+             cols: Annotated[int, typer.Option(help="Columns D of the shared matrix.")] = 50,
+             triples: Annotated[str, typer.Option(help="he (two-party, no dealer) or dealer (a third party).")] = "he",
+             key_bits: Annotated[int, typer.Option(help="Paillier modulus for triple generation.")] = 2048,
+             as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """A secret-shared (N x D) @ (D x 1) product between two processes, triple generation included."""
+    from privfin.bench.ss import run_ss_bench
+
+    _emit(run_ss_bench(rows, cols, key_bits=key_bits, triples=triples), as_json)
+
+
 @bench_app.command("he")
 @friendly
 def bench_he(key_bits: Annotated[int, typer.Option(help="Modulus size (2048 or 3072).")] = 2048,
