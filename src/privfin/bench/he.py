@@ -14,14 +14,12 @@ bench alternately ``--runs`` times and print medians and ratios (what
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import secrets
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path

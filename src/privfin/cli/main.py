@@ -275,6 +275,30 @@ def bench_psi(size: Annotated[int, typer.Option(help="Ids per party.")] = 100_00
     _emit(res, as_json)
 
 
+@bench_app.command("psi-unbalanced")
+@friendly
+def bench_psi_unbalanced(small: Annotated[int, typer.Option(help="The client's ids.")] = 10_000,
+                         large: Annotated[int, typer.Option(help="The server's ids (blinded once, cached).")] = 1_000_000,
+                         repeats: Annotated[int, typer.Option(help="Online rounds (median reported).")] = 5,
+                         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Unbalanced PSI: a small set against a large set blinded once with a long-lived key."""
+    from privfin.bench.psi_unbalanced import run_unbalanced_bench
+
+    _emit(run_unbalanced_bench(small, large, repeats=repeats), as_json)
+
+
+@bench_app.command("query")
+@friendly
+def bench_query(queries: Annotated[int, typer.Option(help="Ids in one query batch.")] = 1_000,
+                list_size: Annotated[int, typer.Option("--list", help="Entries of the preprocessed list.")] = 1_000_000,
+                repeats: Annotated[int, typer.Option(help="Online rounds (median reported).")] = 5,
+                as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Anonymous query (labeled PSI): hit/no-hit and payload per id; the list holder learns the batch size."""
+    from privfin.bench.psi_unbalanced import run_query_bench
+
+    _emit(run_query_bench(queries, list_size, repeats=repeats), as_json)
+
+
 @bench_app.command("ss")
 @friendly
 def bench_ss(rows: Annotated[int, typer.Option(help="Rows N of the shared matrix.")] = 100_000,

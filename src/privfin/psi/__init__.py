@@ -18,9 +18,34 @@ from privfin.psi.ids import (
     is_valid_resident_id,
 )
 from privfin.psi.protocol import PsiParams, PsiResult, psi, psi_follower, psi_leader, psi_receiver, psi_sender
+from privfin.psi.query import (
+    PayloadTooLargeError,
+    QueryResult,
+    load_list,
+    prepare_list,
+    query_client,
+    query_server,
+    query_sync,
+)
+from privfin.psi.unbalanced import (
+    CacheError,
+    ClientCache,
+    OprfKey,
+    ServeReport,
+    StaleCacheError,
+    UnbalancedResult,
+    load_large_set,
+    prepare_large_set,
+    unbalanced_client,
+    unbalanced_server,
+    unbalanced_sync,
+)
 
 __all__ = [
     "PsiParams", "PsiResult", "psi", "psi_sender", "psi_receiver", "psi_leader", "psi_follower",
     "IdPolicy", "HygieneReport", "clean_ids", "is_valid_resident_id", "is_valid_credit_code",
     "InvalidIdError", "DuplicateIdError", "EmptyInputError", "EmptyIntersectionError",
+    "OprfKey", "prepare_large_set", "load_large_set", "unbalanced_server", "unbalanced_client", "unbalanced_sync",
+    "UnbalancedResult", "ServeReport", "ClientCache", "CacheError", "StaleCacheError",
+    "prepare_list", "load_list", "query_server", "query_client", "query_sync", "QueryResult", "PayloadTooLargeError",
 ]

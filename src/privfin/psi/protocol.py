@@ -78,7 +78,6 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -86,13 +85,21 @@ import numpy as np
 
 from privfin.errors import ConfigError, CryptoError, ProtocolError
 from privfin.psi import ecdh
+from privfin.psi._stream import (
+    TAG_DTYPE,
+    Sender,
+    check_points,
+    check_tags,
+    member,
+    pipeline,
+    recv_stream,
+    run_batched,
+)
 from privfin.psi.ids import CleanIds, EmptyIntersectionError, HygieneReport, IdPolicy, clean_ids
 from privfin.runtime.executor import get_executor
 from privfin.transport.base import Channel, Kind
 
 PROTOCOL_VERSION = 1
-TAG_DTYPE = np.dtype(f"S{ecdh.TAG_BYTES}")
-_MIN_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -166,85 +173,6 @@ def _seeded_permutation(seed: bytes, n: int) -> np.ndarray:
         ctr += 1
     keys = np.frombuffer(bytes(out[: 8 * n]), np.uint64)
     return np.argsort(keys, kind="stable").astype(np.int64)
-
-
-def _run(fn: Any, items: np.ndarray, *args: Any) -> np.ndarray:
-    parts = get_executor().map_chunks(fn, items, *args, min_chunk=_MIN_CHUNK)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _pipeline(fn: Any, blocks: Iterable[np.ndarray], *args: Any, depth: int = 2) -> Iterable[np.ndarray]:
-    """``_run(fn, block, *args)`` for each block, in order, keeping ``depth`` blocks in flight
-    so the executor's workers never idle at a block boundary."""
-    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="psi-pipe") as tp:
-        pending: list[Future[np.ndarray]] = []
-        for b in blocks:
-            pending.append(tp.submit(_run, fn, b, *args))
-            if len(pending) >= depth:
-                yield pending.pop(0).result()
-        while pending:
-            yield pending.pop(0).result()
-
-
-def _check_points(obj: Any, tag: str, frm: str) -> np.ndarray:
-    if not isinstance(obj, np.ndarray) or obj.dtype != np.uint8 or obj.ndim != 2 or obj.shape[1] != ecdh.POINT_BYTES:
-        raise ProtocolError(f"'{tag}' from '{frm}': expected an (n, {ecdh.POINT_BYTES}) uint8 array")
-    return obj
-
-
-def _check_tags(obj: Any, tag: str, frm: str) -> np.ndarray:
-    if not isinstance(obj, np.ndarray) or obj.dtype != TAG_DTYPE or obj.ndim != 1:
-        raise ProtocolError(f"'{tag}' from '{frm}': expected a 1-d {TAG_DTYPE} array")
-    return obj
-
-
-def _recv_stream(chan: Channel, frm: str, tag: str, total: int, check: Any) -> Iterable[np.ndarray]:
-    got = 0
-    while got < total:
-        arr = check(chan.recv(frm, tag), tag, frm)
-        if len(arr) == 0 or got + len(arr) > total:
-            raise ProtocolError(f"'{tag}' from '{frm}': stream exceeds the announced {total} items")
-        got += len(arr)
-        yield arr
-
-
-class _Sender:
-    """Sends from one background thread, in order, so computing the next block overlaps
-    with transferring the previous one; :meth:`flush` waits and re-raises a send error."""
-
-    def __init__(self, chan: Channel, max_pending: int = 4) -> None:
-        self._chan = chan
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"psi-send-{chan.party}")
-        self._pending: list[Future[None]] = []
-        self._max = max_pending
-
-    def send(self, to: str, tag: str, payload: Any, kind: Kind) -> None:
-        self._pending = [f for f in self._pending if not f.done() or f.result() is not None]
-        if len(self._pending) >= self._max:  # bound memory held by queued messages
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._chan.send, to, tag, payload, kind=kind))
-
-    def flush(self) -> None:
-        try:
-            for f in self._pending:
-                f.result()
-        finally:
-            self._pending = []
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _member(tags: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """Boolean mask: which ``tags`` occur in the sorted array ``sorted_ref``."""
-    if len(sorted_ref) == 0 or len(tags) == 0:
-        return np.zeros(len(tags), bool)
-    pos = np.searchsorted(sorted_ref, tags)
-    pos[pos >= len(sorted_ref)] = 0
-    return sorted_ref[pos] == tags
 
 
 def _hello(chan: Channel, params: PsiParams, proto: str, leader: str | None, extra: dict[str, Any],
@@ -348,12 +276,12 @@ def _two_party(chan: Channel, clean: CleanIds, params: PsiParams) -> PsiResult:
     perm = _secure_permutation(n)
     block = params.block
 
-    sender = _Sender(chan)
+    sender = Sender(chan)
     try:
         t = time.perf_counter()
         with chan.stage("psi/blind-own"):
             own_blocks = (clean.values[perm[s:s + block]] for s in range(0, n, block))
-            for pts in _pipeline(ecdh.hash_and_blind_chunk, own_blocks, key, dst):
+            for pts in pipeline(ecdh.hash_and_blind_chunk, own_blocks, key, dst):
                 sender.send(peer, "psi/blinded", pts, Kind.CIPHERTEXT)
             sender.flush()  # the stage is read when the message is sent: finish inside it
         timings["blind_own_s"] = time.perf_counter() - t
@@ -361,8 +289,8 @@ def _two_party(chan: Channel, clean: CleanIds, params: PsiParams) -> PsiResult:
         t = time.perf_counter()
         peer_tags: list[np.ndarray] = []
         with chan.stage("psi/blind-peer"):
-            incoming = _recv_stream(chan, peer, "psi/blinded", n_peer, _check_points)
-            for tags in _pipeline(ecdh.blind_and_tag_chunk, incoming, key, tdst):
+            incoming = recv_stream(chan, peer, "psi/blinded", n_peer, check_points)
+            for tags in pipeline(ecdh.blind_and_tag_chunk, incoming, key, tdst):
                 if peer_learns and rows:
                     sender.send(peer, "psi/tags", tags, Kind.CIPHERTEXT)
                 if me_learns or (peer_learns and not rows):
@@ -383,9 +311,9 @@ def _two_party(chan: Channel, clean: CleanIds, params: PsiParams) -> PsiResult:
     if me_learns:
         t = time.perf_counter()
         with chan.stage("psi/match"):
-            mine = np.concatenate(list(_recv_stream(chan, peer, "psi/tags", n, _check_tags)))
+            mine = np.concatenate(list(recv_stream(chan, peer, "psi/tags", n, check_tags)))
         ref = all_peer if (peer_learns and not rows) else np.sort(all_peer)  # sorted already if sent
-        hit = _member(mine, ref)
+        hit = member(mine, ref)
         size = int(hit.sum())
         if rows:
             pos = np.flatnonzero(hit)
@@ -556,7 +484,7 @@ def _mp_leader(chan: Channel, clean: CleanIds, params: PsiParams, followers: lis
     with chan.stage("psi/query"):
         chan.broadcast("psi/query-size", {"n": n}, kind=Kind.PLAINTEXT, to=followers)
         for s in range(0, n, block):
-            q = _run(ecdh.hash_and_blind_chunk, clean.values[perm[s:s + block]], c, dst)
+            q = run_batched(ecdh.hash_and_blind_chunk, clean.values[perm[s:s + block]], c, dst)
             chan.broadcast("psi/query", q, kind=Kind.CIPHERTEXT, to=followers)
     timings["query_s"] = time.perf_counter() - t
 
@@ -567,7 +495,7 @@ def _mp_leader(chan: Channel, clean: CleanIds, params: PsiParams, followers: lis
     peer_sizes: dict[str, int] = {}
     for f in followers:
         with chan.stage("psi/evaluate"):
-            kpts = [_run(ecdh.blind_chunk, r, d) for r in _recv_stream(chan, f, "psi/eval", n, _check_points)]
+            kpts = [run_batched(ecdh.blind_chunk, r, d) for r in recv_stream(chan, f, "psi/eval", n, check_points)]
         tags, words = _keys_of(np.concatenate(kpts), kdst)
         with chan.stage("psi/okvs"):
             msg = chan.recv(f, "psi/okvs", expect=dict)
@@ -642,19 +570,19 @@ def _mp_follower(chan: Channel, clean: CleanIds, params: PsiParams, leader: str,
             raise ProtocolError(f"'psi/query-size' from '{leader}': bad size")
     with chan.stage("psi/evaluate"):
         if rows:
-            for q in _recv_stream(chan, leader, "psi/query", n_leader, _check_points):
-                chan.send(leader, "psi/eval", _run(ecdh.blind_chunk, q, key), kind=Kind.CIPHERTEXT)
+            for q in recv_stream(chan, leader, "psi/query", n_leader, check_points):
+                chan.send(leader, "psi/eval", run_batched(ecdh.blind_chunk, q, key), kind=Kind.CIPHERTEXT)
         else:  # one permutation shared by all followers hides which leader row matched
-            q = np.concatenate(list(_recv_stream(chan, leader, "psi/query", n_leader, _check_points)))
+            q = np.concatenate(list(recv_stream(chan, leader, "psi/query", n_leader, check_points)))
             q = q[_seeded_permutation(shuffle_seed, n_leader)]
             for s in range(0, n_leader, params.block):
-                chan.send(leader, "psi/eval", _run(ecdh.blind_chunk, q[s:s + params.block], key),
+                chan.send(leader, "psi/eval", run_batched(ecdh.blind_chunk, q[s:s + params.block], key),
                           kind=Kind.CIPHERTEXT)
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     n = len(clean)
-    own = np.concatenate([_run(ecdh.hash_and_blind_chunk, clean.values[s:s + params.block], key, dst)
+    own = np.concatenate([run_batched(ecdh.hash_and_blind_chunk, clean.values[s:s + params.block], key, dst)
                           for s in range(0, n, params.block)])
     tags, words = _keys_of(own, kdst)
     del own
@@ -674,7 +602,7 @@ def _mp_follower(chan: Channel, clean: CleanIds, params: PsiParams, leader: str,
         with chan.stage("psi/result"):
             res = chan.recv(leader, "psi/result", expect=dict)
         if rows:
-            got = _check_tags(res.get("tags"), "psi/result", leader)
+            got = check_tags(res.get("tags"), "psi/result", leader)
             srt = np.argsort(tags, kind="stable")
             st = tags[srt]
             pos = np.searchsorted(st, got)
