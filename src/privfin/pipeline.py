@@ -108,3 +108,100 @@ def psi_step(ctx: StepContext, params: dict[str, Any]) -> None:
         ctx.save_table("aligned", frame)
     else:
         ctx.state.pop("table", None)  # nothing aligned here: later steps must not use unaligned rows
+
+
+# ------------------------------------------------------------------------------ features (issue 5)
+
+def _binning_params(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "method": ctx.param(params, "method", str, "quantile", choices=("quantile", "width")),
+        "n_bins": ctx.param(params, "bins", int, 10),
+        "min_bin_frac": float(ctx.param(params, "min_bin_frac", (int, float), 0.05)),
+        "categorical": [str(c) for c in ctx.param(params, "categorical", list, [])],
+    }
+
+
+def _aligned_table(ctx: StepContext) -> Any:
+    names = [s.name for s in ctx.spec.steps]
+    here = names.index(ctx.step_name) if ctx.step_name in names else len(names)
+    if "psi" not in names[:here]:
+        from privfin.errors import ConfigError
+
+        raise ConfigError(f"step '{ctx.step_name}' needs the rows aligned by a 'psi' step before it",
+                          key=f"steps.{ctx.step_name}", file=ctx.spec.file)
+    table = ctx.state.get("table")
+    if table is None:
+        raise ProtocolError(f"step '{ctx.step_name}' has no aligned rows at this party (psi reveal = size_only?)")
+    return table
+
+
+@step("binning")
+def binning_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Each party bins its own aligned features; nothing is sent.
+
+    Parameters: ``method`` ("quantile" | "width"), ``bins`` (default 10), ``min_bin_frac``
+    (default 0.05), ``categorical`` (columns to treat as categories). Puts the bin indices in
+    ``ctx.state["binning"]`` for the ``woe`` step and later model steps; the edges stay in this
+    party's own ``bins`` artifact.
+    """
+    import pandas as pd
+
+    from privfin.features.binning import Binner
+
+    bp = _binning_params(ctx, params)
+    table = _aligned_table(ctx)
+    binner = Binner(bp["method"], bp["n_bins"], min_bin_frac=bp["min_bin_frac"], categorical=bp["categorical"])
+    X = binner.fit_transform(table.features)
+    names = [str(c) for c in table.features.columns]
+    ctx.state["binning"] = {"binner": binner, "bins": X, "names": names}
+    rows = [{"feature": nm, "bin": b, "label": lab, "count": int(binner.bins_[nm].counts[b])}
+            for nm in names for b, lab in enumerate(binner.bin_labels(nm))]
+    ctx.save_table("bins", pd.DataFrame(rows, columns=["feature", "bin", "label", "count"]))
+    ctx.metric("features_binned", len(names))
+
+
+@step("woe")
+def woe_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """WOE/IV/AUC/KS of every feature of every party from encrypted labels (after ``psi``).
+
+    Parameters: those of ``binning`` (used when no ``binning`` step ran before), ``scheme``
+    ("ou" | "paillier", default "ou"), ``key_bits`` (default 2048), ``allow_insecure_keys``
+    (tests only), ``share_woe`` (default false: passive parties receive the WOE of their own bins
+    and WOE-transform locally), ``chunk_rows``.
+
+    The active party records ``iv.<feature>`` metrics (passive features under aliases such as
+    ``gov.f003``) and the ``woe_iv`` table; every party puts ``ctx.state["woe"]`` = its bin
+    indices, feature names (aliases for its own features as the active party sees them) and,
+    where known, its WOE-transformed features. Security: see :mod:`privfin.features.federated`.
+    """
+    import pandas as pd
+
+    from privfin.features.federated import WoeParams, woe_active, woe_passive
+
+    if "binning" not in ctx.state:
+        binning_step(ctx, params)
+    b = ctx.state["binning"]
+    wp = WoeParams(
+        scheme=ctx.param(params, "scheme", str, "ou", choices=("ou", "paillier")),
+        key_bits=ctx.param(params, "key_bits", int, 2048),
+        allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False),
+        share_woe=ctx.param(params, "share_woe", bool, False),
+        min_bin_frac=float(ctx.param(params, "min_bin_frac", (int, float), 0.05)),
+        chunk_rows=ctx.param(params, "chunk_rows", int, None),
+    )
+    X, names = b["bins"], b["names"]
+    if ctx.is_active:
+        table = ctx.state["table"]
+        res = woe_active(ctx.chan, table.label, X, wp, feature_names=names, passive=list(ctx.passive))
+        for k, iv in res.iv.items():
+            ctx.metric(f"iv.{k}", round(float(iv), 6))
+        ctx.metric("features", len(res.features))
+        ctx.save_table("woe_iv", res.table())
+        woe_frame = pd.DataFrame({nm: res.own_woe[nm][X[:, j].astype(np.int64)] for j, nm in enumerate(names)})
+        ctx.state["woe"] = {"bins": X, "names": names, "woe": woe_frame, "result": res}
+    else:
+        pres = woe_passive(ctx.chan, X, wp, active=ctx.active)
+        woe_frame = None
+        if pres.woe is not None:
+            woe_frame = pd.DataFrame(pres.transform(X), columns=names)
+        ctx.state["woe"] = {"bins": X, "names": names, "aliases": pres.aliases, "woe": woe_frame}

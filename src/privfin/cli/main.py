@@ -299,6 +299,25 @@ def bench_query(queries: Annotated[int, typer.Option(help="Ids in one query batc
     _emit(run_query_bench(queries, list_size, repeats=repeats), as_json)
 
 
+@bench_app.command("features")
+@friendly
+def bench_features(data_dir: Annotated[str | None, typer.Option(help="The FATE default-credit split, read in place "
+                                                                "(default: generated data).")] = None,
+                   rows: Annotated[int, typer.Option(help="Rows of generated data.")] = 20000,
+                   features: Annotated[int, typer.Option(help="Government features of generated data (24-408).")] = 24,
+                   bins: Annotated[int, typer.Option(help="Quantile bins per feature.")] = 10,
+                   scheme: Annotated[str, typer.Option(help="ou or paillier.")] = "ou",
+                   key_bits: Annotated[int, typer.Option(help="Modulus size.")] = 2048,
+                   repeats: Annotated[int, typer.Option(help="Runs (median reported).")] = 1,
+                   check: Annotated[bool, typer.Option(help="Compare IVs with the plaintext computation.")] = True,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Federated binning and WOE/IV of every feature, both parties as processes over loopback TLS."""
+    from privfin.bench.features import run_features_bench
+
+    _emit(run_features_bench(data_dir, rows, features, bins, scheme, key_bits=key_bits, repeats=repeats, check=check),
+          as_json)
+
+
 @bench_app.command("ss")
 @friendly
 def bench_ss(rows: Annotated[int, typer.Option(help="Rows N of the shared matrix.")] = 100_000,

@@ -22,6 +22,7 @@ FATE_GUEST, FATE_HOST = "default_credit_hetero_guest.csv", "default_credit_heter
 # The risk-scorecard pipeline in order; steps not implemented yet are skipped.
 PIPELINE: list[tuple[str, dict[str, Any]]] = [
     ("psi", {}),
+    ("woe", {}),
 ]
 
 
