@@ -318,6 +318,24 @@ def bench_features(data_dir: Annotated[str | None, typer.Option(help="The FATE d
           as_json)
 
 
+@bench_app.command("lr")
+@friendly
+def bench_lr(data_dir: Annotated[str | None, typer.Option(help="The FATE default-credit split "
+                                                          "(default ../shared/data/fate when present).")] = None,
+             passives: Annotated[int, typer.Option(help="Passive parties (the provider's features split among them).")] = 1,
+             key_bits: Annotated[int, typer.Option(help="Paillier modulus.")] = 2048,
+             epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+             batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 1024,
+             learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
+             l2: Annotated[float, typer.Option(help="L2 penalty.")] = 0.0,
+             as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Vertical federated logistic regression on default-credit against the same algorithm trained centrally."""
+    from privfin.bench.lr import run_lr_bench
+
+    _emit(run_lr_bench(data_dir, passives=passives, key_bits=key_bits, epochs=epochs, batch_size=batch_size,
+                       learning_rate=learning_rate, l2=l2), as_json)
+
+
 @bench_app.command("ss")
 @friendly
 def bench_ss(rows: Annotated[int, typer.Option(help="Rows N of the shared matrix.")] = 100_000,

@@ -253,7 +253,7 @@ class HEPublicKey(ABC):
         vals, shape = encode_array(x, frac_bits, self.max_int)
         cts = _dispatch(_encrypt_chunk, vals, spec_of(self), min_items=self.parallel_min,
                         width=self.ciphertext_bytes)
-        return EncryptedVector(self, _obj_array(cts, shape), frac_bits)
+        return EncryptedVector(self, obj_array(cts, shape), frac_bits)
 
     def encrypt_ints(self, ints: Sequence[int]) -> EncryptedVector:
         """Encrypt already-encoded signed ints (e.g. packed plaintexts) with ``frac_bits = 0``."""
@@ -263,7 +263,7 @@ class HEPublicKey(ABC):
                                         f"(a {self.max_int.bit_length()}-bit bound)")
         cts = _dispatch(_encrypt_chunk, vals, spec_of(self), min_items=self.parallel_min,
                         width=self.ciphertext_bytes)
-        return EncryptedVector(self, _obj_array(cts, (len(vals),)), 0)
+        return EncryptedVector(self, obj_array(cts, (len(vals),)), 0)
 
 
 class HEPrivateKey(ABC):
@@ -427,7 +427,7 @@ def _rerandomize_chunk(cts: Sequence[mpz], spec: tuple) -> list[mpz]:
     return [c * z % M for c, z in zip(cts, key._random_zeros(len(cts)))]
 
 
-def _obj_array(values: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
+def obj_array(values: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
     # np.fromiter: ``arr[:] = values`` probes every mpz for the sequence protocol (~1 us each)
     return np.fromiter(values, dtype=object, count=len(values)).reshape(shape)
 
@@ -493,7 +493,7 @@ class EncryptedVector:
     def __getitem__(self, idx: Any) -> EncryptedVector:
         sub = self.ciphertexts[idx]
         if not isinstance(sub, np.ndarray):
-            sub = _obj_array([sub], ())
+            sub = obj_array([sub], ())
         return self._new(sub)
 
     def reshape(self, *shape: Any) -> EncryptedVector:
@@ -530,14 +530,14 @@ class EncryptedVector:
         else:
             out = _dispatch(_mul_chunk, list(zip(al, bl)), M, min_items=PARALLEL_MIN_MUL,
                             width=self.public_key.ciphertext_bytes)
-        return _obj_array(out, a.shape)
+        return obj_array(out, a.shape)
 
     def _elementwise_pow(self, cts: np.ndarray, exps: np.ndarray) -> np.ndarray:
         cts, exps = np.broadcast_arrays(cts, exps)
         pairs = list(zip(cts.ravel().tolist(), [int(k) for k in exps.ravel().tolist()]))
         out = _dispatch(_pow_chunk, pairs, self.public_key.modulus, min_items=PARALLEL_MIN_EXP,
                         width=self.public_key.ciphertext_bytes)
-        return _obj_array(out, cts.shape)
+        return obj_array(out, cts.shape)
 
     def _rescale(self, frac_bits: int) -> EncryptedVector:
         """Same values with ``frac_bits`` fractional bits (multiply by ``2**d``, d >= 0)."""
@@ -554,7 +554,7 @@ class EncryptedVector:
     def _plain_encoded(self, x: Any) -> tuple[np.ndarray, int]:
         """Plaintext -> (object array of randomness-free ciphertexts, frac_bits used)."""
         vals, shape = encode_array(x, self.frac_bits, self.public_key.max_int)
-        return _obj_array(self.public_key._plain_ints(vals), shape), self.frac_bits
+        return obj_array(self.public_key._plain_ints(vals), shape), self.frac_bits
 
     # ---- arithmetic
     def __add__(self, other: Any) -> EncryptedVector:
@@ -580,7 +580,7 @@ class EncryptedVector:
             raise CryptoError("packed ciphertexts hold non-negative slots; negation is not allowed")
         M = self.public_key.modulus
         inv = [gmpy2.invert(c, M) for c in self.ciphertexts.ravel().tolist()]
-        return self._new(_obj_array(inv, self.shape))
+        return self._new(obj_array(inv, self.shape))
 
     def __sub__(self, other: Any) -> EncryptedVector:
         if isinstance(other, EncryptedVector):
@@ -600,7 +600,7 @@ class EncryptedVector:
         if self.capacity is not None and frac_bits:
             raise CryptoError("packed ciphertexts can only be multiplied by non-negative integers")
         vals, shape = encode_array(x, frac_bits, self.public_key.max_int)
-        exps = _obj_array(vals, shape)
+        exps = obj_array(vals, shape)
         w = self.weight * (max(abs(v) for v in vals) if vals else 0)
         if self.capacity is not None and vals and min(vals) < 0:
             raise CryptoError("packed ciphertexts can only be multiplied by non-negative integers")
@@ -620,19 +620,19 @@ class EncryptedVector:
             w = self.weight * len(cts)
             self._guard(w)
             if not cts:
-                return self._new(_obj_array(self.public_key._plain_ints([0]), ()), weight=0)
+                return self._new(obj_array(self.public_key._plain_ints([0]), ()), weight=0)
             parts = _dispatch(_prod_chunk, cts, M, min_items=PARALLEL_MIN_MUL)
             acc = _ONE
             for p in parts:
                 acc = acc * p % M
-            return self._new(_obj_array([acc], ()), weight=w)
+            return self._new(obj_array([acc], ()), weight=w)
         moved = np.moveaxis(self.ciphertexts, axis, -1)
         w = self.weight * moved.shape[-1]
         self._guard(w)
         out_shape = moved.shape[:-1]
         flat = moved.reshape(-1, moved.shape[-1])
         res = [_prod_chunk(row.tolist(), M)[0] for row in flat]
-        return self._new(_obj_array(res, out_shape), weight=w)
+        return self._new(obj_array(res, out_shape), weight=w)
 
     def bincount(self, bins: Any, minlength: int = 0) -> EncryptedVector:
         """Per-bin homomorphic sums of a 1-D vector: ``out[b] = sum(self[bins == b])``.
@@ -662,7 +662,7 @@ class EncryptedVector:
             acc = parts[0]
             for part in parts[1:]:
                 acc = [a * b % M for a, b in zip(acc, part)]
-        return self._new(_obj_array(acc, (nbins,)), weight=w)
+        return self._new(obj_array(acc, (nbins,)), weight=w)
 
     def dot(self, W: Any, frac_bits: int | None = None) -> EncryptedVector:
         """``self @ W`` for a 1-D ``self`` of length n and plaintext ``W`` of shape (n,) or (n, d).
@@ -701,7 +701,7 @@ class EncryptedVector:
             acc = parts[0]
             for p in parts[1:]:
                 acc = [a * b % M for a, b in zip(acc, p)]
-        out = _obj_array(acc, () if vec_out else (d,))
+        out = obj_array(acc, () if vec_out else (d,))
         return self._new(out, self.frac_bits + frac_bits, w)
 
     def __matmul__(self, W: Any) -> EncryptedVector:
@@ -719,7 +719,7 @@ class EncryptedVector:
         cts = self.ciphertexts.ravel().tolist()
         out = _dispatch(_rerandomize_chunk, cts, spec_of(self.public_key), min_items=self.public_key.parallel_min,
                         width=self.public_key.ciphertext_bytes)
-        return self._new(_obj_array(out, self.shape))
+        return self._new(obj_array(out, self.shape))
 
     # ---- wire format
     def to_wire(self) -> dict[str, Any]:
@@ -761,4 +761,4 @@ class EncryptedVector:
         if any(v <= 0 or v >= M for v in vals):
             raise CryptoError("ciphertext payload holds values outside (0, modulus)")
         cap = None if capacity is None else int(capacity)
-        return cls(public_key, _obj_array(vals, shape), frac_bits, weight, cap)
+        return cls(public_key, obj_array(vals, shape), frac_bits, weight, cap)

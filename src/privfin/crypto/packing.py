@@ -32,7 +32,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from privfin.crypto._he import PARALLEL_MIN_EXP, EncryptedVector, HEPrivateKey, HEPublicKey, _dispatch, _obj_array
+from privfin.crypto._he import PARALLEL_MIN_EXP, EncryptedVector, HEPrivateKey, HEPublicKey, _dispatch, obj_array
 from privfin.errors import CryptoError, EncodingOverflowError
 
 
@@ -103,7 +103,7 @@ class Packer:
                 raise EncodingOverflowError(f"packed plaintext exceeds {self.slots} slots of {s} bits")
             out.extend((v >> (j * s)) & mask for j in range(k))
         dtype: Any = np.int64 if s < 63 else object
-        arr = np.array(out, dtype=dtype) if dtype is np.int64 else _obj_array(out, (len(out),))
+        arr = np.array(out, dtype=dtype) if dtype is np.int64 else obj_array(out, (len(out),))
         return arr.reshape(len(packed), k)
 
     def encrypt(self, public_key: HEPublicKey, values: Any) -> EncryptedVector:
@@ -135,7 +135,7 @@ class Packer:
         groups = [cts[i:i + self.slots] for i in range(0, len(cts), self.slots)]
         out = _dispatch(_fold_chunk, groups, ev.public_key.modulus, self.slot_bits,
                         min_items=max(1, PARALLEL_MIN_EXP // self.slots))
-        return EncryptedVector(ev.public_key, _obj_array(out, (len(out),)), 0, ev.weight, self.capacity)
+        return EncryptedVector(ev.public_key, obj_array(out, (len(out),)), 0, ev.weight, self.capacity)
 
     def unpack_flat(self, packed: Sequence[int], count: int) -> np.ndarray:
         """Slot values of :meth:`pack_encrypted` output, first ``count`` of them, 1-D."""

@@ -89,7 +89,7 @@ from privfin.crypto._he import (
     FixedBaseTable,
     HEPrivateKey,
     HEPublicKey,
-    _obj_array,
+    obj_array,
     key_from_spec,
     spec_of,
 )
@@ -133,13 +133,13 @@ def exchange_keys(chan: Channel, peer: str, *, key_bits: int = 2048, allow_insec
 # --------------------------------------------------------------------------- layout
 
 @dataclass(frozen=True)
-class _Layout:
+class PackedLayout:
     mask_bits: int   # mask R < 2^mask_bits
     slot_bytes: int  # slot width (bytes); slot_bits = 8 * slot_bytes > mask_bits
     slots: int       # slots per plaintext
 
 
-def _layout(pk: HEPublicKey, d: int, sigma: int) -> _Layout:
+def _layout(pk: HEPublicKey, d: int, sigma: int) -> PackedLayout:
     """Slots for ``d``-term sums of 64 x 64-bit products masked with at least ``sigma`` bits.
 
     The slot count is the most that fits with ``sigma``; the slots are then widened to share
@@ -153,7 +153,7 @@ def _layout(pk: HEPublicKey, d: int, sigma: int) -> _Layout:
     if slots < 1:
         raise CryptoError(f"a {pk.key_bits}-bit key cannot hold one {8 * min_bytes}-bit slot")
     slot_bytes = plain_bits // (8 * slots)
-    return _Layout(8 * slot_bytes - 1, slot_bytes, slots)
+    return PackedLayout(8 * slot_bytes - 1, slot_bytes, slots)
 
 
 def layout_info(pk: HEPublicKey, d: int, sigma: int = SIGMA) -> dict[str, int]:
@@ -183,7 +183,7 @@ def _pack_ints(vals: np.ndarray, slot_bytes: int) -> list[int]:
     return [int.from_bytes(raw[i:i + L], "little") for i in range(0, len(raw), L)]
 
 
-def _pack_masks(count: int, layout: _Layout) -> tuple[list[int], np.ndarray]:
+def _pack_masks(count: int, layout: PackedLayout) -> tuple[list[int], np.ndarray]:
     """``count`` packed masks (each slot uniform below 2^mask_bits) and their low 64 bits."""
     S, sb, mb = layout.slots, layout.slot_bytes, layout.mask_bits
     raw = np.frombuffer(bytearray(os.urandom(count * S * sb)), dtype=np.uint8).reshape(count, S, sb)
@@ -195,7 +195,7 @@ def _pack_masks(count: int, layout: _Layout) -> tuple[list[int], np.ndarray]:
     return [int.from_bytes(data[i:i + L], "little") for i in range(0, len(data), L)], low
 
 
-def _unpack_low64(residues: Sequence[int], layout: _Layout, key_bytes: int) -> np.ndarray:
+def unpack_low64(residues: Sequence[int], layout: PackedLayout, key_bytes: int) -> np.ndarray:
     """Decrypted packed plaintexts -> (len, S) low 64 bits of every slot."""
     S, sb = layout.slots, layout.slot_bytes
     L = S * sb
@@ -209,7 +209,7 @@ def _unpack_low64(residues: Sequence[int], layout: _Layout, key_bytes: int) -> n
 
 # --------------------------------------------------------------------------- multi-exponentiation
 
-def _multiexp_plan(exps: Sequence[int]) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
+def multiexp_plan(exps: Sequence[int]) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
     """Bos–Coster program for ``prod_i base_i ** exps[i]`` with a fixed exponent list.
 
     Repeatedly take the two largest exponents ``e1 >= e2`` (bases ``b1``, ``b2``) and use
@@ -232,8 +232,8 @@ def _multiexp_plan(exps: Sequence[int]) -> tuple[list[tuple[int, int, int]], tup
     return ops, last
 
 
-def _multiexp(bases: Sequence[mpz], plan: tuple[list[tuple[int, int, int]], tuple[int, int] | None], M: mpz) -> mpz:
-    """Replay a :func:`_multiexp_plan` program on ``bases`` modulo ``M``."""
+def multiexp(bases: Sequence[mpz], plan: tuple[list[tuple[int, int, int]], tuple[int, int] | None], M: mpz) -> mpz:
+    """Replay a :func:`multiexp_plan` program on ``bases`` modulo ``M``."""
     ops, last = plan
     b = list(bases)
     powmod = gmpy2.powmod
@@ -289,7 +289,7 @@ class _OwnerEncryptor:
         return out
 
 
-def _encrypt_packed_chunk(blocks: np.ndarray, priv_spec: tuple, slot_bytes: int, kb: int) -> bytes:
+def encrypt_packed_chunk(blocks: np.ndarray, priv_spec: tuple, slot_bytes: int, kb: int) -> bytes:
     """(nb, d, S) uint64 -> packed encryptions under our own key, big-endian blob (nb*d ciphertexts)."""
     cts = _OwnerEncryptor.get(priv_spec).encrypt(_pack_ints(blocks, slot_bytes))
     return b"".join(c.to_bytes(kb, "big") for c in cts)
@@ -310,16 +310,16 @@ def _evaluate_chunk(cts: np.ndarray, exps: list[list[int]], spec: tuple, mask_bi
     for v in vals:
         if not 0 < v < M:
             raise CryptoError("triple generation: peer ciphertext outside (0, modulus)")
-    plans = [_multiexp_plan(col) for col in exps]
+    plans = [multiexp_plan(col) for col in exps]
     k = len(exps)
-    layout = _Layout(mask_bits, slot_bytes, slots)
+    layout = PackedLayout(mask_bits, slot_bytes, slots)
     packed, low = _pack_masks(nb * k, layout)
     enc_r = pk._encrypt_ints(packed)
     out = []
     for b in range(nb):
         bases = vals[b * d:(b + 1) * d]
         for t in range(k):
-            out.append(_multiexp(bases, plans[t], M) * enc_r[b * k + t] % M)
+            out.append(multiexp(bases, plans[t], M) * enc_r[b * k + t] % M)
     return b"".join(c.to_bytes(kb, "big") for c in out), low.reshape(nb, k, slots)
 
 
@@ -381,7 +381,7 @@ def matmul_triple_he(chan: Channel, peer: str, party: int, n: int, d: int, k: in
 
 
 def _cross_round(chan: Channel, peer: str, keys: TripleKeys, a: np.ndarray, exps: list[list[int]], c: np.ndarray,
-                 own: _Layout, theirs: _Layout, tag: str, timings: dict[str, float] | None) -> None:
+                 own: PackedLayout, theirs: PackedLayout, tag: str, timings: dict[str, float] | None) -> None:
     """Both cross terms for the rows of ``a``; adds this party's shares of them into ``c`` (a view)."""
     ex = get_executor()
     n, d = a.shape
@@ -391,7 +391,7 @@ def _cross_round(chan: Channel, peer: str, keys: TripleKeys, a: np.ndarray, exps
     # 1. our A, packed and encrypted under our key
     blocks = _blocks(a, own.slots)
     nb_own = blocks.shape[0]
-    blobs = ex.map_chunks(_encrypt_packed_chunk, blocks, spec_of(keys.private), own.slot_bytes,
+    blobs = ex.map_chunks(encrypt_packed_chunk, blocks, spec_of(keys.private), own.slot_bytes,
                           keys.public.ciphertext_bytes, min_chunk=16)
     ct = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(nb_own * d, keys.public.ciphertext_bytes)
     del blobs, blocks
@@ -424,9 +424,9 @@ def _cross_round(chan: Channel, peer: str, keys: TripleKeys, a: np.ndarray, exps
     vals = [mpz.from_bytes(raw[i:i + kb], "big") for i in range(0, len(raw), kb)]
     if any(not 0 < v < M for v in vals):
         raise CryptoError("triple generation: peer ciphertext outside (0, modulus)")
-    residues = keys.private.decrypt_raw(EncryptedVector(keys.public, _obj_array(vals, (len(vals),))))
+    residues = keys.private.decrypt_raw(EncryptedVector(keys.public, obj_array(vals, (len(vals),))))
     key_bytes = (int(keys.private.plaintext_modulus).bit_length() + 7) // 8
-    mine = _unpack_low64(residues, own, key_bytes).reshape(nb_own, kk, own.slots)
+    mine = unpack_low64(residues, own, key_bytes).reshape(nb_own, kk, own.slots)
     c += mine.transpose(0, 2, 1).reshape(nb_own * own.slots, kk)[:n]
     _timed(timings, "decrypt", t)
 

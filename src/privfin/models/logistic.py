@@ -1,0 +1,239 @@
+"""Plain logistic-regression math in one place: the oracle of the federated trainer.
+
+Everything the federated protocol (:mod:`privfin.models.hetero_lr`) computes jointly is
+defined here on plaintext, joined data, with exactly the same algorithm:
+
+- **sigmoid approximation** ``sigmoid_t1(z) = 0.25 z + 0.5`` (first-order Taylor expansion
+  at 0; SecretFlow's SS-LR calls it "t1"). The residual ``d = sigmoid_t1(z) - y`` is then
+  linear in ``z``, which is what lets the protocol work on additive shares without any
+  secure non-linear step;
+- **mini-batch order** :func:`batch_order` (a public permutation per epoch from a public
+  seed, or the natural order), batches of ``batch_size`` consecutive positions, the last one
+  possibly shorter;
+- **learning-rate schedule** :func:`learning_rate_at` (``lr / (1 + decay * epoch)``;
+  ``decay = 0`` is a constant rate);
+- **update** per batch ``B`` (:func:`sgd_step`): ``g = X_B^T d_B / |B| + l2 * w``,
+  ``w -= lr_t * g``, then with ``l1 > 0`` the proximal (soft-threshold) step
+  ``w = sign(w) * max(|w| - lr_t * l1, 0)``; the intercept gets ``sum(d_B) / |B|`` and is not
+  regularised. Each party can apply this to its own coefficients alone.
+
+:func:`train_reference` is the centralized trainer the tests and the benchmark compare the
+federated model with; :func:`auc` and :func:`ks` are the metrics used for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from privfin.errors import DataError
+
+
+@dataclass(frozen=True)
+class LRParams:
+    """Hyper-parameters shared by every party (public) and by the oracle.
+
+    ``epochs``/``batch_size``: mini-batch SGD; ``learning_rate`` with ``decay`` (per epoch,
+    see :func:`learning_rate_at`); ``l2``: ridge penalty, ``l1``: lasso penalty (proximal
+    step, :func:`sgd_step`) on the coefficients (not the intercept); ``shuffle_seed``: public seed of the per-epoch batch permutation (``None``:
+    natural order); ``fit_intercept``: the active party holds an intercept; ``tol``: stop
+    after the first epoch in which no coefficient (nor the intercept) moved by ``tol`` or more
+    (:func:`converged`; ``None`` runs every epoch).
+
+    Protocol parameters (ignored by the oracle): ``key_bits`` of every party's Paillier key
+    (>= 2048 unless ``allow_insecure``); ``frac_bits`` of the fixed-point encodings (features
+    and linear predictors); ``feature_bits``: encoded features must satisfy
+    ``|x| < 2^(feature_bits - 1 - frac_bits)`` (128 by default); ``sigma``: statistical
+    security parameter of the masks.
+    """
+
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 0.1
+    decay: float = 0.0
+    l2: float = 0.0
+    l1: float = 0.0
+    shuffle_seed: int | None = 0
+    fit_intercept: bool = True
+    tol: float | None = None
+    key_bits: int = 2048
+    allow_insecure: bool = False
+    frac_bits: int = 16
+    feature_bits: int = 24
+    sigma: int = 40
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise DataError(f"epochs and batch_size must be positive (epochs={self.epochs}, "
+                            f"batch_size={self.batch_size})")
+        if not self.learning_rate > 0 or self.decay < 0 or self.l2 < 0 or self.l1 < 0:
+            raise DataError("learning_rate must be > 0; decay, l2 and l1 >= 0")
+        if not 8 <= self.frac_bits <= 24:
+            raise DataError(f"frac_bits must be in 8..24 (got {self.frac_bits})")
+        if not self.frac_bits + 2 <= self.feature_bits <= 40:
+            raise DataError(f"feature_bits must be in frac_bits+2..40 (got {self.feature_bits})")
+        if self.tol is not None and not self.tol > 0:
+            raise DataError(f"tol must be positive or None (got {self.tol})")
+        if self.sigma < 40:
+            raise DataError(f"sigma must be at least 40 (got {self.sigma})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LRParams:
+        return cls(**d)
+
+
+def sigmoid_t1(z: np.ndarray) -> np.ndarray:
+    """First-order Taylor approximation of the sigmoid at 0: ``0.25 z + 0.5``."""
+    return 0.25 * np.asarray(z, dtype=np.float64) + 0.5
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The exact logistic function (for scoring; training uses :func:`sigmoid_t1`)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def batch_order(n: int, params: LRParams, epoch: int) -> np.ndarray:
+    """Row positions in the order epoch ``epoch`` visits them (public: every party computes it)."""
+    if params.shuffle_seed is None:
+        return np.arange(n)
+    return np.random.default_rng([int(params.shuffle_seed), int(epoch)]).permutation(n)
+
+
+def batches(n: int, params: LRParams, epoch: int) -> list[np.ndarray]:
+    """The mini-batches (row positions) of ``epoch``, in order."""
+    order = batch_order(n, params, epoch)
+    return [order[i:i + params.batch_size] for i in range(0, n, params.batch_size)]
+
+
+def learning_rate_at(params: LRParams, epoch: int) -> float:
+    """``learning_rate / (1 + decay * epoch)``."""
+    return params.learning_rate / (1.0 + params.decay * epoch)
+
+
+def check_labels(y: Any) -> np.ndarray:
+    """Labels as float64 0/1; raises :class:`DataError` for anything else."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise DataError(f"labels must be a 1-d array (got shape {arr.shape})")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"labels must be numeric 0/1 (got dtype {arr.dtype})")
+    f = arr.astype(np.float64)
+    if not np.all((f == 0.0) | (f == 1.0)):
+        raise DataError("labels must be binary (0 or 1); found other values")
+    return f
+
+
+def check_features(X: Any, what: str = "X") -> np.ndarray:
+    """Features as a finite 2-d float64 array; raises :class:`DataError` otherwise."""
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise DataError(f"{what} must be a 2-d array (got shape {arr.shape})")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{what} must be numeric (got dtype {arr.dtype})")
+    f = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(f)):
+        raise DataError(f"{what} contains NaN or infinite values")
+    return f
+
+
+def sgd_step(w: np.ndarray, gsum: np.ndarray, m: int, lr: float, params: LRParams) -> np.ndarray:
+    """One update of coefficients ``w`` from the batch gradient sum ``gsum = X_B^T d_B`` of
+    ``m`` rows: L2 in the gradient, L1 as a proximal soft-threshold."""
+    w = w - lr * (gsum / m + params.l2 * w)
+    if params.l1 > 0:
+        w = np.sign(w) * np.maximum(np.abs(w) - lr * params.l1, 0.0)
+    return w
+
+
+def converged(before: np.ndarray, after: np.ndarray, params: LRParams) -> bool:
+    """Convergence test of one party's own parameters over one epoch: ``max |change| < tol``.
+
+    The federated trainer stops when every party's test holds, which is the same as this
+    test on all the parameters together."""
+    if params.tol is None:
+        return False
+    return bool(np.size(after) == 0 or float(np.max(np.abs(after - before))) < params.tol)
+
+
+def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[str, Any] | None = None
+                    ) -> tuple[np.ndarray, float]:
+    """Centralized trainer on joined data: the oracle. Returns ``(coef, intercept)``;
+    ``info`` (optional) receives ``epochs_run``."""
+    X = check_features(X)
+    y = check_labels(y)
+    if X.shape[0] != y.shape[0]:
+        raise DataError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
+    n, d = X.shape
+    w = np.zeros(d)
+    b = 0.0
+    epochs_run = 0
+    for epoch in range(params.epochs):
+        lr = learning_rate_at(params, epoch)
+        before = np.r_[w, b]
+        epochs_run += 1
+        for idx in batches(n, params, epoch):
+            xb = X[idx]
+            z = xb @ w + b
+            r = sigmoid_t1(z) - y[idx]
+            m = len(idx)
+            w = sgd_step(w, xb.T @ r, m, lr, params)
+            if params.fit_intercept:
+                b = b - lr * float(r.sum()) / m
+        if converged(before, np.r_[w, b], params):
+            break
+    if info is not None:
+        info["epochs_run"] = epochs_run
+    return w, b
+
+
+def standardize_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations (a zero std becomes 1)."""
+    X = check_features(X)
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0)
+    return mu, np.where(sd > 0, sd, 1.0)
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (rank statistic, ties averaged)."""
+    y = check_labels(y)
+    s = np.asarray(score, dtype=np.float64)
+    pos = int(y.sum())
+    neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        raise DataError("AUC needs both classes")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    ss = s[order]
+    i = 0
+    while i < len(ss):  # average ranks over ties
+        j = i
+        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def ks(y: np.ndarray, score: np.ndarray) -> float:
+    """Kolmogorov–Smirnov statistic: max |TPR - FPR| over thresholds."""
+    y = check_labels(y)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    tp = np.cumsum(ys)
+    fp = np.cumsum(1.0 - ys)
+    last = np.r_[ss[1:] != ss[:-1], True]  # evaluate only at the end of tie runs
+    pos, neg = tp[-1], fp[-1]
+    if pos == 0 or neg == 0:
+        raise DataError("KS needs both classes")
+    return float(np.max(np.abs(tp[last] / pos - fp[last] / neg)))
+
+
+__all__ = ["LRParams", "auc", "batch_order", "batches", "check_features", "check_labels", "converged", "ks",
+           "learning_rate_at", "sgd_step", "sigmoid", "sigmoid_t1", "standardize_fit", "train_reference"]
