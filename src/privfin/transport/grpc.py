@@ -22,8 +22,10 @@ Wire format (no protobuf and no pickle; gRPC carries raw bytes):
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import mmap
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,17 +61,44 @@ Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _receive_buffer(size: int) -> np.ndarray:
-    """A writable buffer for an incoming array; large ones on transparent huge pages.
+    """A writable buffer for an incoming array; large ones pre-faulted in the background.
 
-    First-touch page faults dominate receiving a large array (about 2.5 s per GiB with 4 KiB
-    pages on this class of VM, 0.7 s with 2 MiB pages), so big buffers are mapped directly
-    and advised to use huge pages where the kernel allows it.
+    First-touch page faults dominate receiving a large array on this class of VM (about
+    2.5 s per GiB with 4 KiB pages, 0.7 s with 2 MiB pages, against 0.05 s to copy into
+    memory already mapped). Big buffers are therefore mapped directly, advised to use huge
+    pages, and populated by a background thread (``MADV_POPULATE_WRITE``, Linux >= 5.14)
+    running ahead of the chunks as they arrive. Populating never changes a page already
+    present, so the receiving loop may overtake it safely.
     """
     if size < _HUGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
         return np.empty(size, dtype=np.uint8)
     mm = mmap.mmap(-1, size)
     mm.madvise(mmap.MADV_HUGEPAGE)
-    return np.frombuffer(mm, dtype=np.uint8)
+    buf = np.frombuffer(mm, dtype=np.uint8)
+    if _madvise is not None:
+        threading.Thread(target=_populate, args=(buf.ctypes.data, size), daemon=True,
+                         name="privfin-prefault").start()
+    return buf
+
+
+def _populate(addr: int, size: int, step: int = 32 << 20) -> None:
+    for off in range(0, size, step):
+        if _madvise(addr + off, min(step, size - off), _MADV_POPULATE_WRITE) != 0:
+            return  # not supported here: the receiving loop faults pages in itself
+
+
+def _libc_madvise() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MADV_POPULATE_WRITE = 23  # linux/mman.h
+_madvise = _libc_madvise() if sys.platform == "linux" else None
 
 
 def _pack(obj: Any) -> bytes:
