@@ -332,7 +332,8 @@ def _timed(timings: dict[str, float] | None, name: str, t0: float) -> float:
     return t1
 
 
-def _parse_cts(payload: Any, pk: HEPublicKey, count: int, what: str) -> np.ndarray:
+def parse_ciphertexts(payload: Any, pk: HEPublicKey, count: int, what: str) -> np.ndarray:
+    """Check a ``{key, ct}`` payload: ``count`` fixed-width ciphertexts under ``pk``."""
     kb = pk.ciphertext_bytes
     if not isinstance(payload, dict) or payload.get("key") != pk.fingerprint:
         raise ProtocolError(f"{what}: expected ciphertexts under key {pk.fingerprint}")
@@ -402,7 +403,7 @@ def _cross_round(chan: Channel, peer: str, keys: TripleKeys, a: np.ndarray, exps
     # 2. the peer's A, times our B, plus masks
     nb_peer = -(-n // theirs.slots)
     t = time.perf_counter()
-    peer_ct = _parse_cts(chan.recv(peer, f"{tag}/enc"), keys.peer, nb_peer * d, f"'{tag}/enc' from '{peer}'")
+    peer_ct = parse_ciphertexts(chan.recv(peer, f"{tag}/enc"), keys.peer, nb_peer * d, f"'{tag}/enc' from '{peer}'")
     t = _timed(timings, "wait", t)
     parts = ex.map_chunks(_evaluate_chunk, peer_ct.reshape(nb_peer, d, -1), exps, spec_of(keys.peer),
                           theirs.mask_bits, theirs.slot_bytes, theirs.slots, min_chunk=4)
@@ -416,7 +417,7 @@ def _cross_round(chan: Channel, peer: str, keys: TripleKeys, a: np.ndarray, exps
 
     # 3. our A @ their B + their R, decrypted
     t = time.perf_counter()
-    back = _parse_cts(chan.recv(peer, f"{tag}/res"), keys.public, nb_own * kk, f"'{tag}/res' from '{peer}'")
+    back = parse_ciphertexts(chan.recv(peer, f"{tag}/res"), keys.public, nb_own * kk, f"'{tag}/res' from '{peer}'")
     t = _timed(timings, "wait", t)
     kb = keys.public.ciphertext_bytes
     raw = back.tobytes()

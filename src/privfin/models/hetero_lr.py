@@ -110,7 +110,14 @@ from privfin.crypto._he import EncryptedVector, obj_array, spec_of
 from privfin.crypto.sharing import decode as ring_decode
 from privfin.crypto.sharing import encode as ring_encode
 from privfin.crypto.sharing import random_ring
-from privfin.crypto.triples import encrypt_packed_chunk, PackedLayout, multiexp, multiexp_plan, unpack_low64
+from privfin.crypto.triples import (
+    PackedLayout,
+    encrypt_packed_chunk,
+    multiexp,
+    multiexp_plan,
+    parse_ciphertexts,
+    unpack_low64,
+)
 from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.models.logistic import (
     LRParams,
@@ -206,13 +213,7 @@ def _encrypt_rows(xq: np.ndarray, lay: PackLayout, sk: paillier.PaillierPrivateK
 
 def _parse_cts(payload: Any, pk: paillier.PaillierPublicKey, count: int, what: str) -> list[mpz]:
     kb = pk.ciphertext_bytes
-    if not isinstance(payload, dict) or payload.get("key") != pk.fingerprint:
-        raise ProtocolError(f"{what}: expected ciphertexts under key {pk.fingerprint}")
-    ct = payload.get("ct")
-    if not isinstance(ct, np.ndarray) or ct.dtype != np.uint8 or ct.shape != (count, kb):
-        got = f"{ct.dtype}{ct.shape}" if isinstance(ct, np.ndarray) else type(ct).__name__
-        raise ProtocolError(f"{what}: expected uint8({count}, {kb}) ciphertexts, got {got}")
-    raw = ct.tobytes()
+    raw = parse_ciphertexts(payload, pk, count, what).tobytes()
     M = pk.modulus
     vals = [mpz.from_bytes(raw[i:i + kb], "big") for i in range(0, len(raw), kb)]
     if any(not 0 < v < M for v in vals):
