@@ -207,6 +207,11 @@ def demo(data_dir: Annotated[Path | None, typer.Option(help="Run on the FATE-sty
     console.print(render.metrics_table(status["metrics"], title="summary at the bank"))
     console.print(render.ledger_table(JobStore(res.bank_store).ledger_summary(res.job_id),
                                       title="what the bank received"))
+    m = {k: v for s_, k, v in status["metrics"] if s_ == "lr"}
+    if "auc_federated" in m:
+        console.print(f"[bold]holdout[/] AUC bank-only {m['auc_bank_only']:.4f} -> federated {m['auc_federated']:.4f} "
+                      f"({m['auc_change_pct']:+.1f}%); KS {m['ks_bank_only']:.4f} -> {m['ks_federated']:.4f} "
+                      f"({m['ks_change_pct']:+.1f}%)")
     console.print(f"workdir: {res.workdir}  (party configs, logs, job stores; "
                   f"`privfin jobs show {res.job_id} -c {res.workdir / 'bank' / 'party.toml'}`)")
     bad = {p: c for p, c in res.exit_codes.items() if c}

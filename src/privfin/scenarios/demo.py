@@ -5,6 +5,7 @@ It grows with the protocols: it runs every step of the risk-scorecard pipeline t
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ FATE_GUEST, FATE_HOST = "default_credit_hetero_guest.csv", "default_credit_heter
 # The risk-scorecard pipeline in order; steps not implemented yet are skipped.
 PIPELINE: list[tuple[str, dict[str, Any]]] = [
     ("psi", {}),
-    ("woe", {}),
+    ("woe", {"share_woe": True}),
+    ("lr", {}),
 ]
 
 
@@ -41,7 +43,7 @@ def _job_toml(bank_input: Path, gov_input: Path, steps: list[tuple[str, dict[str
              'label_column = "y"', '', f'[parties.{GOV}]', 'role = "passive"', f'input = "{gov_input}"',
              'id_column = "id"', '']
     for name, params in steps:
-        lines += ["[[steps]]", f'name = "{name}"'] + [f"{k} = {v!r}" for k, v in params.items()] + [""]
+        lines += ["[[steps]]", f'name = "{name}"'] + [f"{k} = {json.dumps(v)}" for k, v in params.items()] + [""]
     return "\n".join(lines)
 
 
