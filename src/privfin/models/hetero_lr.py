@@ -272,6 +272,23 @@ def _local_term(xq: np.ndarray, idx: np.ndarray, e: np.ndarray) -> np.ndarray:
     return xq[idx].view(_U64).T @ e
 
 
+def _exchange_rows(chan: Channel, xq: np.ndarray, sk: paillier.PaillierPrivateKey,
+                   pks: dict[str, paillier.PaillierPublicKey], dims: dict[str, int], others: list[str],
+                   params: LRParams, timings: dict[str, float], t: float
+                   ) -> tuple[dict[str, PackLayout], dict[str, list[mpz]], float]:
+    """Set-up shared by every role: send this party's rows encrypted under its own key to
+    every other party, receive theirs. Returns the packing layouts, the peers' encrypted
+    rows and the updated timing mark."""
+    lays = {k: pack_layout(pks[k], dims[k], len(pks), params) for k in pks}
+    mine = _encrypt_rows(xq, lays[chan.party], sk, params)
+    t = _tick(timings, "encrypt", t)
+    chan.broadcast("lr/encx", {"key": sk.public_key.fingerprint, "ct": mine}, kind=Kind.CIPHERTEXT, to=others)
+    n = xq.shape[0]
+    encx = {p: _parse_cts(chan.recv(p, "lr/encx"), pks[p], n * lays[p].ncts, f"'lr/encx' from '{p}'")
+            for p in others}
+    return lays, encx, _tick(timings, "wait", t)
+
+
 def _tick(timings: dict[str, float], name: str, t0: float) -> float:
     t1 = time.perf_counter()
     timings[name] = timings.get(name, 0.0) + t1 - t0
@@ -319,15 +336,8 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
             pks[p], dims[p] = ppk, int(h["d"])
         setup = {"parties": [chan.party, *plist], "pks": {k: v.to_dict() for k, v in pks.items()}, "dims": dims}
         chan.broadcast("lr/setup", setup, to=plist)
-        nparty = len(plist) + 1
-        lays = {k: pack_layout(pks[k], dims[k], nparty, params) for k in pks}
+        lays, encx, t = _exchange_rows(chan, xq, sk, pks, dims, plist, params, timings, t)
         my = lays[chan.party]
-        mine = _encrypt_rows(xq, my, sk, params)
-        t = _tick(timings, "encrypt", t)
-        chan.broadcast("lr/encx", {"key": pk.fingerprint, "ct": mine}, kind=Kind.CIPHERTEXT, to=plist)
-        encx = {p: _parse_cts(chan.recv(p, "lr/encx"), pks[p], n * lays[p].ncts, f"'lr/encx' from '{p}'")
-                for p in plist}
-        t = _tick(timings, "wait", t)
 
     w = np.zeros(d)
     b = 0.0
@@ -423,15 +433,8 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
             if kpk.key_bits < 2048 and not params.allow_insecure:
                 raise CryptoError(f"party '{k}' uses a {kpk.key_bits}-bit key; at least 2048 bits are required")
         others = [p for p in parties if p != chan.party]
-        nparty = len(parties)
-        lays = {k: pack_layout(pks[k], dims[k], nparty, params) for k in parties}
+        lays, encx, t = _exchange_rows(chan, xq, sk, {k: pks[k] for k in parties}, dims, others, params, timings, t)
         my = lays[chan.party]
-        mine = _encrypt_rows(xq, my, sk, params)
-        t = _tick(timings, "encrypt", t)
-        chan.broadcast("lr/encx", {"key": pk.fingerprint, "ct": mine}, kind=Kind.CIPHERTEXT, to=others)
-        encx = {p: _parse_cts(chan.recv(p, "lr/encx"), pks[p], n * lays[p].ncts, f"'lr/encx' from '{p}'")
-                for p in others}
-        t = _tick(timings, "wait", t)
 
     w = np.zeros(d)
     f = params.frac_bits

@@ -7,7 +7,7 @@ the party's CA whose common name is a configured peer (and the envelope's sender
 that name); the client checks that the server's certificate names the peer it meant to
 reach. A certificate from an unknown CA, or for another name, is refused.
 
-Wire format (no protobuf and no pickle; gRPC carries raw bytes):
+Wire format (no protobuf messages and no Python object serialization; gRPC carries raw bytes):
 
 * ``privfin.Party/Send`` (client streaming): the first frame is a msgpack map
   ``{env, header, sizes}`` — the routing envelope, the payload header of
