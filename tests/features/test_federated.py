@@ -10,7 +10,7 @@ import pytest
 
 from privfin.crypto import EncryptedVector, Packer, load_public_key
 from privfin.errors import DataError, ProtocolError
-from privfin.features import Binner, WoeParams, plain_stats, woe_active, woe_passive
+from privfin.features import Binner, plain_stats, woe_active, woe_passive
 from privfin.features.federated import TAG_LABELS, TAG_SETUP, TAG_SUMS, TAG_WOE
 from privfin.runtime.executor import LocalProcessExecutor, set_executor
 from privfin.transport.base import Kind

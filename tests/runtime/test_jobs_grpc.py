@@ -1,6 +1,5 @@
 """Jobs across party processes over real gRPC with mutual TLS on loopback."""
 
-import os
 import signal
 import time
 from pathlib import Path
