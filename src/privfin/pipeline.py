@@ -254,9 +254,7 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     from privfin.models.hetero_lr import lr_active, lr_passive
     from privfin.models.logistic import LRParams, auc, ks, train_reference
 
-    table = ctx.state.get("table")
-    if table is None:
-        raise ProtocolError("the lr step needs this party's aligned rows (run psi with reveal = \"rows\" first)")
+    table = _aligned_table(ctx)
     source = ctx.param(params, "features", str, "woe" if (ctx.state.get("woe") or {}).get("woe") is not None
                        else "standardized", choices=("woe", "standardized"))
     lp = LRParams(epochs=ctx.param(params, "epochs", int, 10), batch_size=ctx.param(params, "batch_size", int, 1024),
