@@ -288,3 +288,63 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     if model.intercept is not None:
         rows.append({"feature": "(intercept)", "coef": float(model.intercept)})
     ctx.save_table("lr_model", pd.DataFrame(rows), kind="model")
+    ctx.state["lr"] = model
+
+
+@step("scorecard")
+def scorecard_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Each party turns its own coefficients and its own WOE per bin into its points table.
+
+    Parameters: ``base_score`` (600), ``pdo`` (20), ``base_odds`` (50, i.e. 50:1 good:bad at
+    the base score), ``digits`` (0: whole points). Needs a ``woe`` step with ``share_woe = true``
+    and an ``lr`` step on WOE features before it. Every party saves its own card as the
+    ``scorecard`` artifact (kind ``model``) and keeps it in ``ctx.state["scorecard"]``; the base
+    points (from the intercept) are in the active party's card. Conventions and rounding:
+    :mod:`privfin.models.scorecard`.
+
+    Security: no messages — nothing is sent in this step. Each party's points table (its
+    features, bins, WOE, coefficients and points) stays with it. Assembling a customer's total
+    score across parties happens at prediction time (later work, issue 6 item 4).
+    """
+    from privfin.errors import ConfigError
+    from privfin.models.scorecard import Scorecard, ScorecardParams, woe_per_bin
+
+    def need(msg: str) -> ConfigError:
+        return ConfigError(msg, key=f"steps.{ctx.step_name}", file=ctx.spec.file)
+
+    try:
+        sp = ScorecardParams(base_score=float(ctx.param(params, "base_score", (int, float), 600)),
+                             pdo=float(ctx.param(params, "pdo", (int, float), 20)),
+                             base_odds=float(ctx.param(params, "base_odds", (int, float), 50)),
+                             digits=ctx.param(params, "digits", int, 0))
+    except ValueError as e:
+        raise ConfigError(str(e), key=f"steps.{ctx.step_name}", file=ctx.spec.file) from e
+    woe = ctx.state.get("woe") or {}
+    model = ctx.state.get("lr")
+    if woe.get("woe") is None or model is None:
+        raise need("the scorecard step needs a woe step (share_woe = true) and an lr step before it")
+    lr_params = next((s.params for s in ctx.spec.steps if s.name == "lr"), {})
+    frame = woe["woe"]
+    names = [str(c) for c in frame.columns]
+    if lr_params.get("features", "woe") != "woe" or len(model.coef) != len(names):
+        raise need("the scorecard step needs the lr step trained on WOE features (features = \"woe\")")
+    bins = np.asarray(woe["bins"])
+    binning = ctx.state.get("binning") or {}
+    binner = binning.get("binner")
+    res = woe.get("result")
+    tables, labels = [], []
+    for j, nm in enumerate(names):
+        n_bins = int(binner.bins_[nm].n_bins) if binner is not None and nm in binner.bins_ else None
+        if res is not None and nm in res.own_woe:
+            tables.append(np.asarray(res.own_woe[nm], dtype=np.float64))
+        else:
+            tables.append(woe_per_bin(bins[:, j], frame[nm].to_numpy(), n_bins))
+        lab = binner.bin_labels(nm) if binner is not None and nm in binner.bins_ else []
+        labels.append(lab if len(lab) == len(tables[-1]) else [str(b) for b in range(len(tables[-1]))])
+    card = Scorecard.build(ctx.party, names, model.coef, tables, sp,
+                           intercept=model.intercept if ctx.is_active else None, labels=labels)
+    ctx.state["scorecard"] = card
+    ctx.save_table("scorecard", card.table(), kind="model")
+    ctx.metric("features", len(names))
+    if card.base_points is not None:
+        ctx.metric("base_points", card.base_points)

@@ -25,6 +25,7 @@ PIPELINE: list[tuple[str, dict[str, Any]]] = [
     ("psi", {}),
     ("woe", {"share_woe": True}),
     ("lr", {}),
+    ("scorecard", {}),
 ]
 
 
