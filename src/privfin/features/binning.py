@@ -261,3 +261,19 @@ def _frame(X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
 
 
 __all__ = ["Binner", "ColumnBins"]
+
+
+def check_bin_matrix(X: Any, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Check a (rows, features) matrix of bin indices, as the federated protocols receive it.
+
+    Returns the matrix (dtype unchanged) and the bins per feature (``max + 1``; 0 without rows).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise DataError(f"bin indices must be a 2-D array (rows, features), got shape {X.shape}")
+    if X.size and (X.dtype.kind not in "iu" or int(X.min()) < 0):
+        raise DataError("bin indices must be non-negative integers")
+    if n_rows is not None and X.shape[0] != n_rows:
+        raise DataError(f"bin indices have {X.shape[0]} rows, the labels {n_rows}")
+    n_bins = (X.max(axis=0).astype(np.int64) + 1) if X.shape[0] else np.zeros(X.shape[1], dtype=np.int64)
+    return X, n_bins

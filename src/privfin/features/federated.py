@@ -64,6 +64,7 @@ from gmpy2 import mpz
 
 from privfin.crypto import EncryptedVector, Packer, keygen, load_public_key
 from privfin.errors import CryptoError, DataError, ProtocolError
+from privfin.features.binning import check_bin_matrix
 from privfin.features.woe import BinStats, bin_stats, counts_by_bin
 from privfin.runtime.executor import get_executor
 from privfin.transport.base import Channel, Kind
@@ -156,18 +157,6 @@ class PassiveWoeResult:
 
 # ------------------------------------------------------------------------------ helpers
 
-def _check_bins(X: np.ndarray, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise DataError(f"bin indices must be a 2-D array (rows, features), got shape {X.shape}")
-    if X.size and (X.dtype.kind not in "iu" or int(X.min()) < 0):
-        raise DataError("bin indices must be non-negative integers")
-    if n_rows is not None and X.shape[0] != n_rows:
-        raise DataError(f"bin indices have {X.shape[0]} rows, the labels {n_rows}")
-    n_bins = (X.max(axis=0).astype(np.int64) + 1) if X.shape[0] else np.zeros(X.shape[1], dtype=np.int64)
-    return X, n_bins
-
-
 def _bin_counts(X: np.ndarray, n_bins: np.ndarray) -> list[np.ndarray]:
     return [np.bincount(X[:, j].astype(np.int64), minlength=int(n_bins[j])) for j in range(X.shape[1])]
 
@@ -238,7 +227,7 @@ def woe_active(chan: Channel, y: np.ndarray, X_own_bins: np.ndarray, params: Woe
     if yy.ndim != 1 or (yy.size and not set(np.unique(yy).tolist()) <= {0, 1}):
         raise DataError("labels must be a 1-D array of 0 and 1")
     n = len(yy)
-    X, own_nb = _check_bins(X_own_bins, n)
+    X, own_nb = check_bin_matrix(X_own_bins, n)
     names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(X.shape[1])]
     if len(names) != X.shape[1]:
         raise DataError("feature_names must name every column of the bin matrix")
@@ -333,7 +322,7 @@ def woe_passive(chan: Channel, X_own_bins: np.ndarray, params: WoeParams | None 
     p = params or WoeParams()
     t0 = time.perf_counter()
     tm: dict[str, float] = {}
-    X, nb = _check_bins(X_own_bins)
+    X, nb = check_bin_matrix(X_own_bins)
     n, d = X.shape
     min_count = p.min_count(n)
     counts = _bin_counts(X, nb)

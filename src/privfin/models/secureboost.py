@@ -81,6 +81,7 @@ from gmpy2 import mpz
 
 from privfin.crypto import EncryptedVector, OffsetEncoder, Packer, keygen, load_public_key
 from privfin.errors import CryptoError, DataError, ProtocolError
+from privfin.features.binning import check_bin_matrix
 from privfin.transport.base import Channel, Kind
 
 TAG_SETUP, TAG_GH, TAG_CMD, TAG_HIST, TAG_PART = "sb/setup", "sb/gh", "sb/cmd", "sb/hist", "sb/part"
@@ -310,15 +311,8 @@ def _int_hist(Bn: np.ndarray, gq: np.ndarray, hq: np.ndarray, n_bins: list[int])
 # ============================================================================== helpers
 
 def _check_bins(X: Any, n: int | None = None) -> tuple[np.ndarray, list[int]]:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise DataError(f"bin indices must be a 2-D array (rows, features), got shape {X.shape}")
-    if X.size and (X.dtype.kind not in "iu" or int(X.min()) < 0):
-        raise DataError("bin indices must be non-negative integers")
-    if n is not None and X.shape[0] != n:
-        raise DataError(f"bin indices have {X.shape[0]} rows, the labels {n}")
-    nb = [int(v) + 1 for v in X.max(axis=0)] if X.shape[0] and X.shape[1] else [1] * X.shape[1]
-    return X.astype(np.int64), nb
+    X, n_bins = check_bin_matrix(X, n)
+    return X.astype(np.int64), [max(1, int(v)) for v in n_bins]
 
 
 def _layout(pk: Any, params: SBParams, n: int) -> tuple[OffsetEncoder, Packer, Packer]:
