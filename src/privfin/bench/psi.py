@@ -104,22 +104,32 @@ def party_work(chan: Channel, ids: list[str], params: PsiParams | None = None) -
 def run_memory(size: int, overlap: float, params: PsiParams | None = None, seed: int = 20261129,
                check: bool = True, csv: tuple[str, str] | None = None) -> dict[str, Any]:
     """Both parties as threads over the in-memory transport (one shared executor pool)."""
+    a, b = load_sets(size, overlap, seed, csv)
+    data = dict(zip(PARTIES, (a, b)))
+    out, wall, cpu, rss, busy = _run_threads(data, params, "bench-psi")
+    res = _summary("memory", size, overlap, wall, cpu, rss, out, data, check)
+    res["machine_busy_s"] = round(busy, 2)
+    return res
+
+
+def _run_threads(data: dict[str, list[str]], params: PsiParams | None, job_id: str
+                 ) -> tuple[dict[str, dict[str, Any]], float, float, float, float]:
+    """PSI with every party a thread over the in-memory transport, sharing this process's pool.
+
+    Returns the per-party summaries, wall seconds, CPU seconds (this process and its workers),
+    summed peak RSS (MiB) and busy CPU seconds of the whole machine."""
     from privfin.transport.memory import MemoryNetwork, run_parties
 
-    a, b = load_sets(size, overlap, seed, csv)
     warm_pool()
-    net = MemoryNetwork(PARTIES)
-    data = dict(zip(PARTIES, (a, b)))
+    net = MemoryNetwork(tuple(data))
     cpu0, _ = usage()
     busy0 = machine_busy_s()
     t0 = time.perf_counter()
-    out = run_parties(net, {p: (lambda ch, p=p: party_work(ch, data[p], params)) for p in PARTIES},
-                      job_id="bench-psi", timeout=3600)
+    out = run_parties(net, {p: (lambda ch, p=p: party_work(ch, data[p], params)) for p in data},
+                      job_id=job_id, timeout=3600)
     wall = time.perf_counter() - t0
     cpu1, rss = usage()
-    res = _summary("memory", size, overlap, wall, cpu1 - cpu0, rss, out, data, check)
-    res["machine_busy_s"] = round(machine_busy_s() - busy0, 2)
-    return res
+    return out, wall, cpu1 - cpu0, rss, machine_busy_s() - busy0
 
 
 def run_memory_multi(size: int, overlap: float, n_parties: int = 3, params: PsiParams | None = None,
@@ -129,8 +139,6 @@ def run_memory_multi(size: int, overlap: float, n_parties: int = 3, params: PsiP
     Every set has ``size`` ids; ``round(overlap*size)`` are common to all, the rest are
     unique to each party (so every pairwise intersection equals the full one's size).
     """
-    from privfin.transport.memory import MemoryNetwork, run_parties
-
     names = ("bank", "gov", "telecom", "bank2", "bank3")[:n_parties]
     common = round(overlap * size)
     need = common + n_parties * (size - common)
@@ -141,21 +149,13 @@ def run_memory_multi(size: int, overlap: float, n_parties: int = 3, params: PsiP
     for i, p in enumerate(names):
         own = pool[common + i * (size - common): common + (i + 1) * (size - common)]
         data[p] = rng.permutation(np.concatenate([pool[:common], own])).tolist()
-    warm_pool()
-    net = MemoryNetwork(names)
-    cpu0, _ = usage()
-    busy0 = machine_busy_s()
-    t0 = time.perf_counter()
-    out = run_parties(net, {p: (lambda ch, p=p: party_work(ch, data[p], params)) for p in names},
-                      job_id="bench-psi-mp", timeout=3600)
-    wall = time.perf_counter() - t0
-    cpu1, rss = usage()
+    out, wall, cpu, rss, busy = _run_threads(data, params, "bench-psi-mp")
     truth = set(pool[:common].tolist())
     seqs = [[data[p][i] for i in out[p]["_indices"]] for p in names]
     return {
         "bench": "psi-multi", "transport": "memory (parties as threads of one process)", "parties_n": n_parties,
-        "size": size, "overlap": overlap, "wall_s": round(wall, 3), "cpu_s": round(cpu1 - cpu0, 2),
-        "machine_busy_s": round(machine_busy_s() - busy0, 2), "peak_rss_mb": round(rss, 1),
+        "size": size, "overlap": overlap, "wall_s": round(wall, 3), "cpu_s": round(cpu, 2),
+        "machine_busy_s": round(busy, 2), "peak_rss_mb": round(rss, 1),
         "bytes_sent": int(sum(r["bytes_sent"] for r in out.values())), "intersection": out[names[0]]["size"],
         "correct": bool(set(seqs[0]) == truth and all(s == seqs[0] for s in seqs)),
         "parties": {p: {k: v for k, v in r.items() if not k.startswith("_")} for p, r in out.items()},
