@@ -194,3 +194,15 @@ def test_bad_inputs():
 
     with pytest.raises(ProtocolError):
         _run(lambda ch: S.beaver_matmul(ch, "p1", 0, S.random_ring((3, 2)), S.random_ring(2), t0), liar)
+
+
+def test_prg_streams_of_distinct_labels_do_not_overlap() -> None:
+    """Regression: the label once was the start counter, so label 2 replayed label 1 shifted by one block."""
+    from privfin.crypto.sharing import prg_ring
+
+    seed = bytes(range(32))
+    a, b = prg_ring(seed, 1, 64), prg_ring(seed, 2, 64)
+    assert not set(a.tolist()) & set(b.tolist())
+    assert np.array_equal(prg_ring(seed, 1, 64), a)
+    with pytest.raises(CryptoError):
+        prg_ring(seed, 1 << 64, 4)

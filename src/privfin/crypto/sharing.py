@@ -92,14 +92,17 @@ def random_ring(shape: int | Sequence[int]) -> np.ndarray:
 def prg_ring(seed: bytes, label: int, shape: int | Sequence[int]) -> np.ndarray:
     """Deterministic expansion of a 32-byte CSPRNG ``seed`` into a ``uint64`` array.
 
-    AES-256-CTR with key ``seed`` and a nonce made of ``label``: distinct labels give
-    independent streams. Used by the dealer to send seeds instead of whole matrices.
+    AES-256-CTR with key ``seed``; the counter block is ``label`` (high 64 bits) followed by
+    a 64-bit block counter from 0, so distinct labels give disjoint (independent) streams of
+    up to ``2^64`` blocks. Used by the dealer to send seeds instead of whole matrices.
     """
     if len(seed) != 32:
         raise CryptoError(f"PRG seed must be 32 bytes (got {len(seed)})")
+    if not 0 <= int(label) < 1 << 64:
+        raise CryptoError(f"PRG label must be in [0, 2^64) (got {label})")
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    buf = bytearray(_keystream(seed, int(label).to_bytes(16, "big"), 8 * n))
+    buf = bytearray(_keystream(seed, int(label).to_bytes(8, "big") + bytes(8), 8 * n))
     return np.frombuffer(buf, dtype="<u8").reshape(shape)
 
 

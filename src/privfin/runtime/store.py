@@ -116,6 +116,15 @@ class JobStore:
                            [(job_id, a.step, a.name, a.kind, a.path, a.bytes) for a in artifacts])
             db.execute("UPDATE jobs SET status='succeeded', finished_at=? WHERE id=?", (time.time(), job_id))
 
+    def attach_artifact(self, job_id: str, artifact: Artifact) -> None:
+        """Record an output made from a succeeded job's results (e.g. its HTML report)."""
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None or row[0] != "succeeded":
+                raise ValueError(f"job {job_id} has not succeeded; its outputs are recorded only at success")
+            db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)",
+                       (job_id, artifact.step, artifact.name, artifact.kind, artifact.path, artifact.bytes))
+
     def job_failed(self, job_id: str, error: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE jobs SET status='failed', error=?, finished_at=? WHERE id=?",
