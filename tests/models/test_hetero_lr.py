@@ -187,12 +187,26 @@ def test_transcript_has_no_secret_in_the_clear(serial_executor: None) -> None:
     assert len(_i64(np.array([6168, -2268, 4825]))) == 2
 
 
-def test_leak_test_catches_an_unmasked_share(serial_executor: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Control: with the z-share mask switched off, passive partial predictors reach the bank."""
+def test_leak_test_catches_a_clear_partial_predictor(serial_executor: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control: a variant that also sends its multi-exponentiation exponents (its offset
+    partial linear predictors) next to the cross-term ciphertexts is caught at the bank."""
+    import threading
+
     import privfin.models.hetero_lr as hlr
-    monkeypatch.setattr(hlr, "random_ring", lambda m: np.zeros(m, dtype=np.uint64))
-    hits = _leak_hits()
-    assert hits["bank"] > 0
+    local = threading.local()
+    real_plan, real_payload = hlr.multiexp_plan, hlr._cts_payload
+    off = 1 << (LRParams().z_bits - 1)
+
+    def plan(e):
+        local.e = np.array(e, dtype=np.int64) - off
+        return real_plan(e)
+
+    def payload(vals, pk):
+        return dict(real_payload(vals, pk), leak=local.e.view(np.uint64))
+
+    monkeypatch.setattr(hlr, "multiexp_plan", plan)
+    monkeypatch.setattr(hlr, "_cts_payload", payload)
+    assert _leak_hits()["bank"] > 0
 
 
 def test_ledger_kinds_as_documented(serial_executor: None) -> None:
@@ -201,12 +215,14 @@ def test_ledger_kinds_as_documented(serial_executor: None) -> None:
     _, net = _run(mats, y, params)
     got = {p: {(e.tag, e.kind, e.step) for e in led} for p, led in net.ledgers.items()}
     assert got["bank"] == {("lr/hello", Kind.PLAINTEXT, "lr/setup"), ("lr/encx", Kind.CIPHERTEXT, "lr/setup"),
-                           ("lr/zshare", Kind.SHARE, "lr/train"), ("lr/cross", Kind.CIPHERTEXT, "lr/train")}
-    for p in ("p1", "p2"):
-        assert got[p] == {("lr/setup", Kind.PLAINTEXT, "lr/setup"), ("lr/encx", Kind.CIPHERTEXT, "lr/setup"),
-                          ("lr/grad", Kind.CIPHERTEXT, "lr/train")}
+                           ("lr/cross", Kind.CIPHERTEXT, "lr/train")}
+    base = {("lr/setup", Kind.PLAINTEXT, "lr/setup"), ("lr/encx", Kind.CIPHERTEXT, "lr/setup"),
+            ("lr/grad", Kind.CIPHERTEXT, "lr/train")}
+    assert got["p1"] == base  # p1 < p2: p1 draws the pair's mask seed and sends it
+    assert got["p2"] == base | {("lr/train/seed", Kind.SHARE, "lr/setup")}
     senders = {(e.sender, e.tag) for e in net.ledgers["p1"]}
     assert ("p2", "lr/encx") in senders and ("p2", "lr/grad") not in senders
+    assert not any(e.tag.endswith("/seed") for e in net.ledgers["bank"])
     # plaintext messages are the set-up only: 2 hellos + 2 setups
     assert len(net.messages(kind=Kind.PLAINTEXT)) == 4
 
@@ -265,3 +281,59 @@ def test_convergence_tolerance_stops_like_the_oracle(serial_executor: None) -> N
     assert np.max(np.abs(np.concatenate([out[n].coef for n in ("bank", "p1", "p2")]) - w)) < 1e-4
     kinds = {(e.tag, e.kind) for p in net.ledgers for e in net.ledgers[p] if e.tag in ("lr/converged", "lr/stop")}
     assert kinds == {("lr/converged", Kind.AGGREGATE), ("lr/stop", Kind.PLAINTEXT)}
+
+
+@pytest.mark.parametrize(("metric", "dims"), [("loss", (3, 2)), ("auc", (2, 2, 2))], ids=["loss-1p", "auc-2p"])
+def test_early_stopping_matches_the_oracle(metric: str, dims: tuple[int, ...], serial_executor: None) -> None:
+    """Early stopping on a validation split: same stopping epoch, same kept (best) model as
+    the oracle; the validation scores reach the bank only through masked federated prediction."""
+    mats, y = _data(n=500, dims=dims, seed=9)
+    tr, va = np.arange(350), np.arange(350, 500)
+    # a large rate with decay 0 oscillates: the metric stops improving early
+    params = LRParams(epochs=25, batch_size=50, learning_rate=1.5, early_stopping=metric, patience=2,
+                      min_delta=1e-4, **KEY)
+    info: dict = {}
+    w, b = train_reference(np.hstack(mats)[tr], y[tr], params, info, X_val=np.hstack(mats)[va], y_val=y[va])
+    assert info["epochs_run"] < 25 and info["best_epoch"] == info["epochs_run"] - 1 - params.patience
+    names = ["bank"] + [f"p{i}" for i in range(1, len(mats))]
+    net = MemoryNetwork(tuple(names))
+
+    def passive(i: int):
+        return lambda c: lr_passive(c, mats[i][tr], params, active="bank", X_val=mats[i][va])
+
+    roles = {"bank": lambda c: lr_active(c, mats[0][tr], y[tr], params, passives=names[1:], X_val=mats[0][va],
+                                         y_val=y[va])}
+    roles.update({nm: passive(i) for i, nm in enumerate(names[1:], 1)})
+    out = run_parties(net, roles, timeout=120)
+    assert {m.epochs_run for m in out.values()} == {info["epochs_run"]}
+    assert out["bank"].best_epoch == info["best_epoch"]
+    assert np.allclose(out["bank"].val_scores, info["val_scores"], atol=1e-3)
+    assert np.max(np.abs(np.concatenate([out[n].coef for n in names]) - w)) < 1e-4
+    assert out["bank"].intercept == pytest.approx(b, abs=1e-4)
+    kinds = {(e.tag, e.kind) for p in net.ledgers for e in net.ledgers[p] if e.tag.startswith("lr/val")}
+    masked = Kind.SHARE if len(names) > 2 else Kind.PLAINTEXT
+    assert ("lr/val/rep", masked) in kinds and all(t != "lr/val/seed" or k == Kind.SHARE for t, k in kinds)
+    assert not any(e.tag == "lr/val/seed" for e in net.ledgers["bank"])
+
+
+def test_early_stopping_bad_input(serial_executor: None) -> None:
+    mats, y = _data(n=100)
+    es = LRParams(epochs=2, batch_size=50, early_stopping="loss", **KEY)
+    with pytest.raises(DataError, match="validation"):
+        train_reference(np.hstack(mats), y, es)
+    with pytest.raises(DataError, match="early_stopping"):
+        train_reference(np.hstack(mats), y, LRParams(), X_val=np.hstack(mats), y_val=y)
+    with pytest.raises(DataError):
+        LRParams(early_stopping="f1")
+    net = MemoryNetwork(("bank", "gov"))
+    with pytest.raises(DataError, match="validation"):  # the passive party split differently
+        run_parties(net, {"bank": lambda c: lr_active(c, mats[0], y, es, X_val=mats[0][:20], y_val=y[:20]),
+                          "gov": lambda c: lr_passive(c, mats[1], es, X_val=mats[1][:30])}, timeout=30)
+
+
+def test_linear_predictor_out_of_range_stops_cleanly(serial_executor: None) -> None:
+    """A diverging model (huge learning rate) is stopped with a DataError naming z_bits,
+    never a silently wrong gradient."""
+    mats, y = _data(n=200)
+    with pytest.raises(DataError, match="z_bits"):
+        _run(mats, y, LRParams(epochs=5, batch_size=50, learning_rate=500.0, **KEY))

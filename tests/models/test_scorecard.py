@@ -213,3 +213,54 @@ def test_step_needs_woe_lr(fitted, tmp_path):
         scorecard_step(_ctx(tmp_path, "gov", st), {"pdo": -5})
     with pytest.raises(ConfigError):
         scorecard_step(_ctx(tmp_path, "gov", st), {"pdo": "20"})
+
+
+def test_table_round_trip_rich_and_cli_export(fitted, tmp_path):
+    """The stored artifact (the table) and the job's step parameters give back the same card;
+    ``privfin scorecard export/show`` read it from the party's job store."""
+    import json
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from privfin.cli.main import app
+    from privfin.runtime.steps import Artifact
+    from privfin.runtime.store import JobStore
+
+    p = ScorecardParams(base_score=650, pdo=40, base_odds=20, digits=1)
+    bank, gov = cards(fitted, p)
+    for card in (bank, gov):
+        back = Scorecard.from_table(card.table(), p)
+        assert back.to_dict() == card.to_dict()
+    with pytest.raises(DataError):
+        Scorecard.from_table(pd.concat([bank.table(), gov.table()]), p)
+    con = Console(record=True, width=120)
+    con.print(bank.to_rich())
+    text = con.export_text()
+    assert "(base)" in text and BANK[0] in text and f"{bank.base_points:g}" in text
+
+    spec = ('[job]\nname = "sc"\n[parties.bank]\nrole = "active"\ninput = "b.csv"\nlabel_column = "y"\n'
+            '[parties.gov]\nrole = "passive"\ninput = "g.csv"\n[[steps]]\nname = "woe"\nshare_woe = true\n'
+            '[[steps]]\nname = "lr"\n[[steps]]\nname = "scorecard"\nbase_score = 650\npdo = 40\nbase_odds = 20\n'
+            'digits = 1\n')
+    path = tmp_path / "scorecard.parquet"
+    bank.table().to_parquet(path, index=False)
+    cfg = tmp_path / "party.toml"
+    cfg.write_text(f'[party]\nname = "bank"\nlisten = "127.0.0.1:1"\njob_store = "{tmp_path / "bank.sqlite"}"\n'
+                   '[tls]\nca = "a"\ncert = "b"\nkey = "c"\n')
+    store = JobStore(tmp_path / "bank.sqlite")
+    store.create_job("job123", "sc", "active", "bank", ["bank", "gov"], spec, ["woe", "lr", "scorecard"])
+    store.job_succeeded("job123", {}, [Artifact("scorecard", "scorecard", "model", str(path), path.stat().st_size)])
+    store.create_job("job456", "sc", "active", "bank", ["bank", "gov"], spec, ["woe"])
+    store.close()
+    runner = CliRunner()
+    out = tmp_path / "card.json"
+    res = runner.invoke(app, ["scorecard", "export", "job1", "-c", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())
+    assert d["params"] == p.to_dict() and d["party"] == "bank" and d["base_points"] == bank.base_points
+    assert Scorecard.from_json(out.read_text()).to_dict() == bank.to_dict()
+    res = runner.invoke(app, ["scorecard", "show", "job123", "-c", str(cfg)])
+    assert res.exit_code == 0 and "(base)" in res.output
+    res = runner.invoke(app, ["scorecard", "export", "job456", "-c", str(cfg), "--out", str(out)])
+    assert res.exit_code != 0 and "no scorecard artifact" in res.output

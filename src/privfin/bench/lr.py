@@ -15,8 +15,11 @@ protocol step), which scores the holdout on the joined data, runs the centralize
 (:func:`privfin.models.logistic.train_reference`, same algorithm) and the bank-only model,
 and reports AUC and KS of each.
 
-``python -m privfin.bench.lr [--data-dir D] [--passives 1|2] [--key-bits 2048]
-[--transport grpc|memory]`` prints the JSON object.
+With ``predict=N`` (CLI ``--predict N``) the trained parties then run federated prediction
+(:class:`~privfin.models.hetero_lr.FederatedPredictor`): the whole holdout as one batch (its
+AUC from the jointly assembled scores is reported) and ``N`` single-id requests, whose
+latency percentiles are measured at the bank around each request (5 unmeasured warm-up
+requests first).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 
 from privfin.bench.harness import Timed, run_processes, usage, warm_pool
 from privfin.errors import DataError
-from privfin.models.hetero_lr import lr_active, lr_passive
+from privfin.models.hetero_lr import FederatedPredictor, LRPartyModel, lr_active, lr_passive, predict_passive
 from privfin.models.logistic import LRParams, auc, ks, standardize_fit, train_reference
 from privfin.transport.base import Channel
 
@@ -90,18 +93,58 @@ def load_party(data_dir: str | Path, party: str, passives: int = 1, rows: int | 
     return X[~hold], X[hold], (None if y is None else y[~hold]), (None if y is None else y[hold])
 
 
+def holdout_ids(data_dir: str | Path, party: str, rows: int | None = None) -> np.ndarray:
+    """The holdout ids in this party's own file, sorted (the aligned order of :func:`load_party`)."""
+    df = pd.read_csv(Path(data_dir) / (GUEST if party == ACTIVE else HOST), usecols=["id"])
+    ids = np.sort(df["id"].to_numpy(), kind="mergesort")
+    if rows is not None:
+        ids = ids[:rows]
+    return ids[holdout_mask(ids)]
+
+
+def predict_party(chan: Channel, party: str, model: LRPartyModel, X_hold: np.ndarray, ids: np.ndarray,
+                  passives: list[str], y_hold: np.ndarray | None, requests: int, warmup: int = 5) -> dict[str, Any]:
+    """Federated prediction after training: the holdout as one batch, then ``requests``
+    single-id requests (after ``warmup`` unmeasured ones), timed at the bank."""
+    if party != ACTIVE:
+        served = predict_passive(chan, ACTIVE, ids, {"lr": model.scorer(X_hold)}, passives=passives)
+        return {"served": served}
+    rng = np.random.default_rng(0)
+    with FederatedPredictor(chan, passives, ids, {"lr": model.scorer(X_hold)}, timeout=60) as fp:
+        t0 = time.perf_counter()
+        z = fp.predict(rows=np.arange(len(ids)))
+        batch_s = time.perf_counter() - t0
+        lat = []
+        for k, i in enumerate(rng.integers(0, len(ids), size=warmup + requests)):
+            t0 = time.perf_counter()
+            fp.predict(ids=[ids[i]])
+            if k >= warmup:
+                lat.append(1000 * (time.perf_counter() - t0))
+    out: dict[str, Any] = {"batch_rows": len(ids), "batch_s": round(batch_s, 4),
+                           "auc_from_federated_predict": round(auc(y_hold, z), 6), "single_id_requests": requests}
+    if lat:
+        out.update({f"single_id_{k}_ms": round(float(np.percentile(lat, q)), 2)
+                    for k, q in (("p50", 50), ("p99", 99), ("max", 100))})
+    return out
+
+
 def grpc_party(chan: Channel, timed: Timed, party: str, data_dir: str, params: dict[str, Any], passives: int = 1,
-               rows: int | None = None) -> dict[str, Any]:
-    """Body of one party process (run by the harness): its own data, its own role."""
+               rows: int | None = None, predict: int = 0) -> dict[str, Any]:
+    """Body of one party process (run by the harness): its own data, its own role. With
+    ``predict > 0``, federated prediction follows training (outside the measured region)."""
     p = LRParams.from_dict(params)
-    Xtr, _, ytr, _ = load_party(data_dir, party, passives, rows)
+    Xtr, Xte, ytr, yte = load_party(data_dir, party, passives, rows)
     warm_pool()
+    plist = list(passive_columns(passives))
     with timed:
         if party == ACTIVE:
-            model = lr_active(chan, Xtr, ytr, p, passives=list(passive_columns(passives)))
+            model = lr_active(chan, Xtr, ytr, p, passives=plist)
         else:
             model = lr_passive(chan, Xtr, p, active=ACTIVE)
-    return model.to_dict()
+    res = model.to_dict()
+    if predict > 0:
+        res["predict"] = predict_party(chan, party, model, Xte, holdout_ids(data_dir, party, rows), plist, yte, predict)
+    return res
 
 
 def _evaluate(data_dir: str | Path, passives: int, params: LRParams, coefs: dict[str, dict[str, Any]],
@@ -131,9 +174,11 @@ def _evaluate(data_dir: str | Path, passives: int, params: LRParams, coefs: dict
 
 def run_lr_bench(data_dir: str | Path | None = None, *, passives: int = 1, key_bits: int = 2048, epochs: int = 10,
                  batch_size: int = 1024, learning_rate: float = 0.1, l2: float = 0.0, transport: str = "grpc",
-                 rows: int | None = None) -> dict[str, Any]:
+                 rows: int | None = None, predict: int = 0) -> dict[str, Any]:
     """Train over ``transport`` (``"grpc"``: one process per party over loopback gRPC/TLS;
-    ``"memory"``: threads of this process) and report wall time, AUCs, KS and bytes."""
+    ``"memory"``: threads of this process) and report wall time, AUCs, KS and bytes. With
+    ``predict > 0`` (gRPC only) the parties then run federated prediction: the holdout as one
+    batch and ``predict`` single-id requests, reported under ``"predict"`` (p50/p99 in ms)."""
     dd = Path(data_dir) if data_dir is not None else default_data_dir()
     if dd is None or not (dd / GUEST).exists() or not (dd / HOST).exists():
         raise DataError(f"default-credit data not found (looked for {GUEST} and {HOST} in "
@@ -141,11 +186,12 @@ def run_lr_bench(data_dir: str | Path | None = None, *, passives: int = 1, key_b
     params = LRParams(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, l2=l2, key_bits=key_bits,
                       allow_insecure=key_bits < 2048)
     parties = [ACTIVE, *passive_columns(passives)]
-    res: dict[str, Any] = {"bench": "lr", "protocol": "hetero LR, secret-shared residual + packed Paillier cross terms, "
+    res: dict[str, Any] = {"bench": "lr", "protocol": "hetero LR, packed Paillier cross terms with private 26-bit exponents, "
                            "no third party", "passives": passives, "key_bits": key_bits, "epochs": epochs,
                            "batch_size": batch_size, "learning_rate": learning_rate, "l2": l2}
     if transport == "grpc":
-        common = {"data_dir": str(dd), "params": params.to_dict(), "passives": passives, "rows": rows}
+        common = {"data_dir": str(dd), "params": params.to_dict(), "passives": passives, "rows": rows,
+                  "predict": predict}
         rep = run_processes({p: "privfin.bench.lr:grpc_party" for p in parties},
                             {p: dict(common, party=p) for p in parties})
         by = {p: rep[p] for p in parties}
@@ -179,4 +225,6 @@ def run_lr_bench(data_dir: str | Path | None = None, *, passives: int = 1, key_b
         raise DataError(f"transport must be 'grpc' or 'memory' (got {transport!r})")
     res.update(_evaluate(dd, passives, params, coefs, rows))
     res["timings_s"] = {p: {k: round(v, 3) for k, v in coefs[p]["timings"].items()} for p in parties}
+    if "predict" in coefs[ACTIVE]:
+        res["predict"] = coefs[ACTIVE]["predict"]
     return res

@@ -10,7 +10,7 @@ Protocol
 --------
 Every party ``k`` holds its features ``X_k`` and its own weights ``w_k`` in plaintext (the
 active party also ``b``), and a Paillier key pair. Fixed point: features and linear predictors
-carry ``f = frac_bits`` fractional bits; shares live in ``Z_2^64``.
+carry ``f = frac_bits`` fractional bits; gradients are opened in ``Z_2^64``.
 
 Set-up (once). Passive parties send their row count, width, public key and parameters;
 the active party checks them and sends every party the list of parties, widths and keys.
@@ -20,50 +20,61 @@ offset to be non-negative (``x*2^f + 2^(feature_bits-1)``), in slots of
 ``64 + feature_bits + log2(batch) + 2 log2(parties-1) + sigma + 2`` bits (14 slots of 144
 bits at 2048 bits with the defaults, for two or three parties), and sends the ciphertexts to every other party.
 
-Per mini-batch (rows ``B`` from the public order):
+Per mini-batch (rows ``B`` from the public order), with ``d' = 4 (sigmoid_t1(z) - y) =
+a + sum_p z_p`` where ``a = X_a[B] w_a + b + 2 - 4 y_B`` (active party) and ``z_p = X_p[B] w_p``
+(passive party ``p``), all in fixed point (``f`` bits) and checked to satisfy
+``|.| < 2^(z_bits - 1 - f)``:
 
-1. Each passive party ``p`` computes ``z_p = X_p[B] w_p``, draws ``r_p`` uniform on
-   ``Z_2^64`` (CSPRNG) and sends ``enc(z_p) - r_p`` to the active party. The active party
-   sets ``s = enc(X_a[B] w_a + b + 2 - 4 y_B) + sum_p (enc(z_p) - r_p)``. Now
-   ``d' = 4 (sigmoid_t1(z) - y) = s + sum_p r_p`` exists only as shares: ``s`` (active) and
-   ``r_p`` (each passive); no truncation is needed (the factor 4 is removed after opening).
-2. Cross terms. For every other party ``k``, party ``j`` with share ``e_j`` (``s`` or
-   ``r_j``) computes, per ciphertext column, ``prod_{i in B} Enc_k(row_i)^(e_j,i)`` — every
-   slot now holds ``sum_i (x_ik + c) e_j,i`` over the integers, a Bos–Coster
-   multi-exponentiation with 64-bit exponents — and multiplies in a fresh ``Enc_k(M)`` whose
-   slots are ``2^64 R + (-c sum_i e_j,i mod 2^64)``, ``R`` uniform of
-   ``feature_bits + log2(batch) + log2(parties-1) + sigma`` bits. Passive parties send these to the active party;
-   the active party multiplies the ones aimed at passive ``p`` with its own and sends ``p``
-   one product; it keeps the ones aimed at itself.
-3. Party ``k`` decrypts: the low 64 bits of each slot are ``X_k[B]^T (d' - e_k) mod 2^64``;
-   adding its local ``X_k[B]^T e_k`` gives ``X_k[B]^T d'`` (``2f`` fractional bits); divided
-   by 4 this is its own batch gradient ``X_k[B]^T d``. It updates its own weights.
+1. Cross terms. Party ``j`` (active: ``e_j = a``; passive: ``e_j = z_j``) computes, for every
+   other party ``k`` and per ciphertext column, ``prod_{i in B} Enc_k(row_i)^(e_j,i + c')``
+   with ``c' = 2^(z_bits-1)`` (non-negative exponents of ``z_bits`` = 26 bits: a Bos–Coster
+   multi-exponentiation about 2.4x cheaper than with 64-bit ring shares) — every slot now
+   holds ``sum_i (x_ik + c)(e_j,i + c')`` over the integers — and multiplies in a fresh
+   ``Enc_k(M)`` whose slots are ``2^64 R + (-c sum_i (e_j,i + c') + m_j mod 2^64)``, ``R``
+   uniform of ``feature_bits + log2(batch) + log2(parties-1) + sigma`` bits, ``m_j`` = 0
+   except on the cross terms of passive parties aimed at the active party when there are
+   two or more passive parties: then ``m_j`` are pairwise-cancelling masks (seeds agreed
+   between passive parties at set-up, ``lr/train/seed``; one AES-CTR stream per batch), so
+   that only their sum opens. Passive parties send these to the active party; the active
+   party multiplies the ones aimed at passive ``p`` with its own and sends ``p`` one
+   product; it keeps the ones aimed at itself.
+2. Party ``k`` decrypts: the low 64 bits of each slot are ``X_k[B]^T (d' - e_k) + (m_k c')
+   sum_B x_k mod 2^64`` (``m_k`` contributions); subtracting the offset term and adding its
+   local ``X_k[B]^T e_k`` gives ``X_k[B]^T d'`` (``2f`` fractional bits); divided by 4 this
+   is its own batch gradient ``X_k[B]^T d``. It updates its own weights.
+
+No value is ever sent as a share: each party's per-sample values only ever appear as
+exponents applied to another party's ciphertexts, which a fresh encryption re-randomizes.
 
 With ``tol`` set, after each epoch every passive party sends the active party one bit (``did
 none of my coefficients move by tol or more this epoch``, :func:`~privfin.models.logistic.converged`)
 and the active party broadcasts the decision to stop (its own test and all the bits).
 
-Communication per batch: ``8 |B|`` bytes of shares per passive party and a few ciphertexts
-(one per 14 columns) per party pair. Computation per batch per party: one multi-exponentiation
-of ``|B|`` bases per ciphertext column of every other party, a few encryptions, decryptions.
+Communication per batch: a few ciphertexts (one per 14 columns) per party pair.
+Computation per batch per party: one multi-exponentiation of ``|B|`` bases with 26-bit
+exponents per ciphertext column of every other party, a few encryptions, decryptions.
 
 Security
 --------
-- **Model.** Semi-honest parties; no third party. The active party must not collude with any
-  passive party (two shares of ``d'`` would open the residuals; with several passive parties,
-  active + ``p`` would learn ``X_p[B]^T z_q``, batch sums of another passive party's partial
-  predictors weighted by ``p``'s features). Passive
-  parties colluding among themselves learn nothing of the active party's shares.
+- **Model.** Semi-honest parties; no third party. With several passive parties the active
+  party must not collude with a passive party ``p`` (together they would learn
+  ``X_p[B]^T z_q``, batch sums of another passive party's partial predictors weighted by
+  ``p``'s features, and ``X_a[B]^T z_q`` by removing ``p``'s mask). Passive parties colluding
+  among themselves learn nothing of the active party's values (they only ever hold
+  ciphertexts under its key and their own gradients).
   Paillier with ``key_bits >= 2048`` (112-bit security); smaller keys only with
   ``allow_insecure`` (tests).
-- **Active party learns**: the passive parties' row counts, widths and public keys; shares
-  ``enc(z_p) - r_p`` (uniform on ``Z_2^64``: nothing); ciphertexts under passive keys
-  (IND-CPA: nothing); and, decrypted, its own batch gradients ``X_a[B]^T d``: aggregates
-  over the batch, which it needs to update its own weights. The intercept gradient
-  ``sum_B d`` among them gives it the batch sum of the passive parties' partial predictors. A decrypted slot is ``sum_j (v_j + 2^64 R_j)`` over the
-  ``m = parties - 1`` contributions, ``v_j < 2^(64 + feature_bits + log2 batch)`` (plus the
-  offset correction, below 2^64) and each ``R_j`` uniform with ``log2 m + sigma`` bits more
-  than ``v_j / 2^64``: beyond the low 64 bits (the gradient) the view is within statistical
+- **Active party learns**: the passive parties' row counts, widths and public keys;
+  ciphertexts under passive keys (IND-CPA: nothing); and, decrypted, its own batch gradients
+  ``X_a[B]^T d``: aggregates over the batch, which it needs to update its own weights. The
+  intercept gradient ``sum_B d`` among them gives it the batch sum of the passive parties'
+  partial predictors. With one passive party the decrypted cross term is its gradient minus
+  its local term (nothing more); with several, each passive party's cross term carries a
+  uniform mask on ``Z_2^64`` that cancels only in the product, so it learns only the sum. A
+  decrypted slot is ``sum_j (v_j + 2^64 R_j)`` over the ``m = parties - 1`` contributions,
+  ``v_j < 2^(z_bits + feature_bits + log2 batch)`` (plus the offset correction, below
+  2^64) and each ``R_j`` uniform with at least ``log2 m + sigma`` bits more than
+  ``v_j / 2^64``: beyond the low 64 bits (the gradient) the view is within statistical
   distance about ``2^-sigma`` per slot of one independent of the data.
 - **Passive party ``p`` learns**: the parties, widths and keys; ciphertexts under other keys
   (nothing); and, decrypted, its own batch gradients ``X_p[B]^T d``. These are aggregates,
@@ -72,25 +83,57 @@ Security
   gradient-revealing vertical LR (FATE's hetero-LR included). Revealing only a masked
   update instead is left for later.
 - **Nobody learns** another party's features, labels, per-sample linear predictors,
-  residuals or gradients in the clear, nor another party's coefficients. The loss is not
-  computed (no loss-based early stopping). Each party returns only its own coefficients.
+  residuals or gradients in the clear, nor another party's coefficients. The training loss
+  is not computed; early stopping (below) uses a validation split. Each party returns only
+  its own coefficients.
 - With ``tol``: one bit per epoch per passive party to the active party (``lr/converged``,
   ``AGGREGATE``: whether its own coefficients still move) and the stop decision back
-  (``lr/stop``, ``PLAINTEXT``); without ``tol`` neither message exists.
+  (``lr/stop``, ``PLAINTEXT``: ``{stop, improved}``); without ``tol`` and early stopping
+  neither message exists.
+- **Early stopping** (``params.early_stopping``, validation rows given to every party): after
+  each epoch the active party scores the validation rows by federated batch prediction (below;
+  messages ``lr/val/seed``, ``lr/val/req``, ``lr/val/rep``) with the current coefficients,
+  computes the metric (log-loss or AUC) itself and broadcasts ``lr/stop`` ``{stop,
+  improved}``; every party keeps its coefficients of the last improving epoch. The active
+  party learns, per epoch, the total validation linear predictors -- exactly what prediction
+  reveals (with one passive party: its partial predictors of the validation rows under the
+  current coefficients); passive parties learn one "improved"/"stop" bit per epoch.
 - Batch gradients over batches that differ in one row would reveal that row's term; the
   batches here are disjoint within an epoch (a public permutation), and a batch gradient is
   a sum over ``|B|`` rows.
 - **Messages and ledger kinds.** ``lr/hello``, ``lr/setup``: ``PLAINTEXT`` (sizes, public keys,
-  public parameters); ``lr/encx``, ``lr/cross``, ``lr/grad``: ``CIPHERTEXT``; ``lr/zshare``:
-  ``SHARE``; with ``tol`` also ``lr/converged`` (``AGGREGATE``) and ``lr/stop``
-  (``PLAINTEXT``). Nothing else is sent.
-- Randomness: shares from :func:`privfin.crypto.sharing.random_ring` (AES-CTR keyed from
-  ``os.urandom``), masks from ``os.urandom``, Paillier randomizers per
+  public parameters); ``lr/encx``, ``lr/cross``, ``lr/grad``: ``CIPHERTEXT``; between passive
+  parties (two or more) ``lr/train/seed``: ``SHARE`` (a 32-byte mask seed); with ``tol``
+  also ``lr/converged`` (``AGGREGATE``) and ``lr/stop`` (``PLAINTEXT``); with early stopping
+  ``lr/val/*`` and ``lr/stop``. Nothing else is sent during training.
+- **Federated prediction** (:class:`FederatedPredictor` at the active party,
+  :func:`predict_passive` at each passive party, over :mod:`privfin.models.serving`). Set-up:
+  every pair of passive parties agrees a 32-byte seed (``lr/predict/seed``, ``SHARE``, sent
+  only between those two). A request (``lr/predict/req``, ``PLAINTEXT``) names a score
+  (``"lr"``, ``"points"``...), a nonce and either aligned row positions or aligned ids; each
+  passive party answers ``encode(z_p) + mask_p`` (``lr/predict/rep``) where the masks of all
+  passive parties sum to zero (pairwise AES-CTR streams keyed by the seeds, one stream per
+  nonce; a nonce that does not increase is refused, so no mask is used twice). The active
+  party adds its own part and learns, per requested row, only the **total** score.
+  With **two or more** passive parties each reply is uniform on ``Z_2^64`` (kind ``SHARE``)
+  and the active party learns nothing of any single passive party's part beyond what the
+  total implies; with **one** passive party there is no mask (kind ``PLAINTEXT``): the total
+  minus the active party's own part *is* that passive party's partial score, which any
+  prediction reveals. Collusion: the active party with all passive parties but one learns
+  that one's part. **Passive parties learn** which aligned rows/ids are scored (the request
+  is in the clear; the ids are the intersection, which they already know) and nothing
+  else; an id outside the aligned set gets an error reply (the active party already knows
+  the intersection, so that error reveals nothing). The same path assembles scorecard
+  points (:mod:`privfin.models.scorecard`: each party scores its own bins).
+- Randomness: slot masks ``R`` and mask seeds from ``os.urandom``, pairwise masks from
+  :func:`privfin.crypto.sharing.prg_ring` (AES-CTR keyed by the seeds), Paillier randomizers per
   :mod:`privfin.crypto.paillier`.
 - Numeric range: encoded features must satisfy ``|x| < 2^(feature_bits - 1 - frac_bits)``
   (128 by default; checked, :class:`~privfin.errors.DataError`); ``|X_B^T d'|`` must stay
   below ``2^(63 - 2 frac_bits)`` (2^31 by default; standardized or WOE features are far
-  below).
+  below); each party checks its own per-sample values ``a`` / ``z_p`` against
+  ``2^(z_bits - 1 - frac_bits)`` (512 by default) and stops with a
+  :class:`~privfin.errors.DataError` (never a wrong result) if one is out of range.
 """
 
 from __future__ import annotations
@@ -98,9 +141,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from gmpy2 import mpz
@@ -109,7 +152,7 @@ from privfin.crypto import paillier
 from privfin.crypto._he import EncryptedVector, obj_array, spec_of
 from privfin.crypto.sharing import decode as ring_decode
 from privfin.crypto.sharing import encode as ring_encode
-from privfin.crypto.sharing import random_ring
+from privfin.crypto.sharing import prg_ring
 from privfin.crypto.triples import (
     PackedLayout,
     encrypt_packed_chunk,
@@ -120,18 +163,23 @@ from privfin.crypto.triples import (
 )
 from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.models.logistic import (
+    EarlyStopping,
     LRParams,
     batches,
     check_features,
     check_labels,
+    check_validation,
     converged,
     learning_rate_at,
     sgd_step,
+    sigmoid,
 )
+from privfin.models.serving import Client, Reply, serve
 from privfin.runtime.executor import get_executor
 from privfin.transport.base import Channel, Kind
 
 _U64 = np.uint64
+Scorer = Callable[[np.ndarray], np.ndarray]  # row positions -> one party's partial scores
 _M64 = (1 << 64) - 1
 
 
@@ -144,15 +192,27 @@ class LRPartyModel:
     intercept: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     epochs_run: int = 0
+    best_epoch: int | None = None  # with early stopping (active party): the epoch kept
+    val_scores: list[float] | None = None  # with early stopping (active party): metric per epoch
 
     def partial_score(self, X: np.ndarray) -> np.ndarray:
         """This party's own part of the linear predictor (plus the intercept at the active party)."""
         z = check_features(X) @ self.coef
         return z + (self.intercept or 0.0)
 
+    def scorer(self, X: np.ndarray) -> Scorer:
+        """``rows -> partial_score(X[rows])`` over this party's aligned rows ``X``, for
+        :class:`FederatedPredictor` / :func:`predict_passive`."""
+        Xc = check_features(X)
+        if Xc.shape[1] != len(self.coef):
+            raise DataError(f"expected {len(self.coef)} feature columns, got {Xc.shape[1]}")
+        b = self.intercept or 0.0
+        return lambda rows: Xc[rows] @ self.coef + b
+
     def to_dict(self) -> dict[str, Any]:
         return {"party": self.party, "coef": self.coef.tolist(), "intercept": self.intercept,
-                "timings": dict(self.timings), "epochs_run": self.epochs_run}
+                "timings": dict(self.timings), "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
+                "val_scores": self.val_scores}
 
 
 # --------------------------------------------------------------------------- packing layout
@@ -227,11 +287,16 @@ def _cts_payload(vals: Sequence[mpz], pk: paillier.PaillierPublicKey) -> dict[st
     return {"key": pk.fingerprint, "ct": np.frombuffer(blob, dtype=np.uint8).reshape(len(vals), kb)}
 
 
-def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int) -> list[mpz]:
-    """Fresh encryptions of packed masks: every slot ``2^64 R + corr``, ``R < 2^rbits`` uniform."""
+def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra: np.ndarray | None = None
+              ) -> list[mpz]:
+    """Fresh encryptions of packed masks: every slot ``2^64 R + (corr + extra[slot] mod 2^64)``,
+    ``R < 2^rbits`` uniform (``extra``: optional per-column ``uint64`` values)."""
     nb = (lay.rbits + 7) // 8
     top = (1 << lay.rbits) - 1
     raw = os.urandom(lay.ncts * lay.slots * nb)
+    add = [0] * (lay.ncts * lay.slots)
+    if extra is not None:
+        add[:lay.ncols] = [int(v) for v in extra.tolist()]
     ints = []
     sb = 8 * lay.slot_bytes
     for t in range(lay.ncts):
@@ -239,17 +304,34 @@ def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int) -> lis
         for s in range(lay.slots):
             o = (t * lay.slots + s) * nb
             r = int.from_bytes(raw[o:o + nb], "little") & top
-            v |= ((r << 64) | corr) << (sb * s)
+            v |= ((r << 64) | ((corr + add[t * lay.slots + s]) & _M64)) << (sb * s)
         ints.append(v)
     return pk._encrypt_ints(ints)
 
 
+def _exponents(v: np.ndarray, params: LRParams, what: str) -> list[int]:
+    """Signed fixed-point ring values as non-negative exponents ``v + 2^(z_bits - 1)``."""
+    sv = v.view(np.int64)
+    lim = 1 << (params.z_bits - 1)
+    if sv.size and int(np.max(np.abs(sv))) >= lim:
+        raise DataError(f"{what} out of range: |value| must stay below {lim / 2.0 ** params.frac_bits:g} "
+                        f"(z_bits={params.z_bits}); lower the learning rate or standardize the features")
+    return [x + lim for x in sv.tolist()]
+
+
+def _offset_term(xq: np.ndarray, idx: np.ndarray, params: LRParams, contributors: int) -> np.ndarray:
+    """``contributors * 2^(z_bits-1) * sum_B x mod 2^64``: what the exponent offsets add to a slot."""
+    colsum = xq[idx].view(_U64).sum(axis=0, dtype=_U64)
+    return colsum * _U64((contributors << (params.z_bits - 1)) & _M64)
+
+
 def _cross(encx: list[mpz], lay: PackLayout, pk: paillier.PaillierPublicKey, idx: np.ndarray,
-           plan: Any, esum: int, params: LRParams) -> list[mpz]:
-    """``prod_i Enc(row_i)^(e_i) * Enc(mask)`` per ciphertext column (exponents in ``plan``)."""
+           plan: Any, esum: int, params: LRParams, extra: np.ndarray | None = None) -> list[mpz]:
+    """``prod_i Enc(row_i)^(e_i) * Enc(mask)`` per ciphertext column (exponents in ``plan``;
+    ``extra``: per-column values added modulo 2^64, e.g. cancelling masks)."""
     M = pk.modulus
     corr = (-feature_offset(params) * esum) & _M64
-    masks = _mask_cts(pk, lay, corr)
+    masks = _mask_cts(pk, lay, corr, extra)
     out = []
     nc = lay.ncts
     for t in range(nc):
@@ -298,10 +380,12 @@ def _tick(timings: dict[str, float], name: str, t0: float) -> float:
 # --------------------------------------------------------------------------- roles
 
 def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: Sequence[str] | None = None,
-              trace: dict[str, list] | None = None) -> LRPartyModel:
+              X_val: Any = None, y_val: Any = None, trace: dict[str, list] | None = None) -> LRPartyModel:
     """Active party (label holder): trains; returns its own coefficients and the intercept.
 
-    ``passives``: the passive parties (default: every peer of ``chan``). ``trace`` (tests
+    ``passives``: the passive parties (default: every peer of ``chan``). ``X_val``/``y_val``:
+    this party's validation rows and labels (with ``params.early_stopping``; every passive
+    party passes its own features of the same rows in the same order). ``trace`` (tests
     only): receives this party's own plaintext intermediates per batch."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -315,6 +399,11 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
         raise DataError("hetero LR needs at least one passive party")
     if d == 0 and not params.fit_intercept:
         raise DataError("the active party needs a feature column or an intercept")
+    Xv = check_validation(params, X_val, d)
+    es = EarlyStopping(params, y_val) if Xv is not None else None
+    if es is not None and es.y.shape[0] != Xv.shape[0]:
+        raise DataError(f"validation: {Xv.shape[0]} feature rows, {es.y.shape[0]} labels")
+    nv = -1 if Xv is None else Xv.shape[0]
     xq = encode_features(X, params, params.fit_intercept)
     pk, sk = paillier.keygen(params.key_bits, allow_insecure=params.allow_insecure)
     t = _tick(timings, "keygen", t)
@@ -327,9 +416,10 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
         for p, h in hello.items():
             if h.get("params") != params.to_dict():
                 raise ProtocolError(f"passive party '{p}' runs different LR parameters")
-            if int(h.get("n", -1)) != n:
-                raise DataError(f"row counts differ: active party has {n} rows, passive party '{p}' has "
-                                f"{h.get('n')}; align the samples (PSI) first")
+            if int(h.get("n", -1)) != n or int(h.get("nv", -1)) != nv:
+                raise DataError(f"row counts differ: active party has {n} training / {max(nv, 0)} validation rows, "
+                                f"passive party '{p}' has {h.get('n')} / {max(int(h.get('nv', -1)), 0)}; align the "
+                                "samples (PSI) and split them the same way first")
             ppk = paillier.PaillierPublicKey.from_dict(h["pk"])
             if ppk.key_bits < 2048 and not params.allow_insecure:
                 raise CryptoError(f"passive party '{p}' sent a {ppk.key_bits}-bit key; at least 2048 bits are required")
@@ -341,8 +431,12 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
 
     w = np.zeros(d)
     b = 0.0
+    best = (w, b)
     f = params.frac_bits
     epochs_run = 0
+    val = None
+    if Xv is not None:
+        val = FederatedPredictor(chan, plist, np.arange(nv), {"lr": lambda r: Xv[r] @ w + b}, tag=VAL_TAG)
     with chan.stage("lr/train"):
         for epoch in range(params.epochs):
             lr = learning_rate_at(params, epoch)
@@ -352,15 +446,10 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
                 m = len(idx)
                 za = X[idx] @ w + b
                 s = ring_encode(za + 2.0 - 4.0 * yy[idx], f)
+                e = _exponents(s, params, "the active party's part of the residual")
+                plan = multiexp_plan(e)
+                esum = sum(e)
                 t = _tick(timings, "local", t)
-                for p in plist:
-                    zs = chan.recv(p, "lr/zshare")
-                    if not isinstance(zs, np.ndarray) or zs.dtype != _U64 or zs.shape != (m,):
-                        raise ProtocolError(f"'lr/zshare' from '{p}': expected uint64 ({m},)")
-                    s = s + zs
-                t = _tick(timings, "wait", t)
-                plan = multiexp_plan([int(v) for v in s.tolist()])
-                esum = int(s.sum(dtype=_U64))
                 outs = {p: _cross(encx[p], lays[p], pks[p], idx, plan, esum, params) for p in plist}
                 t = _tick(timings, "multiexp", t)
                 crosses = chan.gather("lr/cross", plist, expect=dict)
@@ -376,7 +465,8 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
                 for p in plist:
                     chan.send(p, "lr/grad", _cts_payload(outs[p], pks[p]), kind=Kind.CIPHERTEXT)
                 t = _tick(timings, "multiexp", t)
-                g = _open_cross(outs[chan.party], sk, my) + _local_term(xq, idx, s)
+                g = (_open_cross(outs[chan.party], sk, my) + _local_term(xq, idx, s)
+                     - _offset_term(xq, idx, params, len(plist)))
                 t = _tick(timings, "decrypt", t)
                 gsum = ring_decode(g, 2 * f) / 4.0
                 if trace is not None:
@@ -388,21 +478,35 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
                 if params.fit_intercept:
                     b = b - lr * float(gsum[d]) / m
                 t = _tick(timings, "local", t)
+            if params.tol is None and es is None:
+                continue
+            stop = improved = False
             if params.tol is not None:
                 flags = chan.gather("lr/converged", plist, expect=bool)
                 stop = converged(before, np.r_[w, b], params) and all(flags.values())
-                chan.broadcast("lr/stop", stop, to=plist)
-                t = _tick(timings, "wait", t)
-                if stop:
-                    break
-    return LRPartyModel(chan.party, w, b if params.fit_intercept else None, timings, epochs_run)
+            if es is not None and val is not None:
+                improved, stop_es = es.update(epoch, val.predict(rows=np.arange(nv)))
+                stop = stop or stop_es
+                if improved:
+                    best = (w.copy(), b)
+            chan.broadcast("lr/stop", {"stop": stop, "improved": improved}, to=plist)
+            t = _tick(timings, "wait", t)
+            if stop:
+                break
+    if es is not None:
+        w, b = best
+    model = LRPartyModel(chan.party, w, b if params.fit_intercept else None, timings, epochs_run)
+    if es is not None:
+        model.best_epoch, model.val_scores = es.best_epoch, list(es.scores)
+    return model
 
 
-def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | None = None,
+def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | None = None, X_val: Any = None,
                trace: dict[str, list] | None = None) -> LRPartyModel:
     """Passive party (features only): trains; returns its own coefficients.
 
-    ``active``: the active party's name (default: the only peer of ``chan``)."""
+    ``active``: the active party's name (default: the only peer of ``chan``). ``X_val``: its
+    features of the validation rows (with ``params.early_stopping``)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     X = check_features(X_own, "passive features")
@@ -413,12 +517,14 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
         active = chan.peers[0]
     if d == 0:
         raise DataError("a passive party needs at least one feature column")
+    Xv = check_validation(params, X_val, d)
     xq = encode_features(X, params, False)
     pk, sk = paillier.keygen(params.key_bits, allow_insecure=params.allow_insecure)
     t = _tick(timings, "keygen", t)
 
     with chan.stage("lr/setup"):
-        chan.send(active, "lr/hello", {"n": n, "d": d, "pk": pk.to_dict(), "params": params.to_dict()})
+        chan.send(active, "lr/hello", {"n": n, "nv": -1 if Xv is None else Xv.shape[0], "d": d, "pk": pk.to_dict(),
+                                       "params": params.to_dict()})
         setup = chan.recv(active, "lr/setup", expect=dict)
         t = _tick(timings, "wait", t)
         try:
@@ -435,10 +541,18 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
         others = [p for p in parties if p != chan.party]
         lays, encx, t = _exchange_rows(chan, xq, sk, {k: pks[k] for k in parties}, dims, others, params, timings, t)
         my = lays[chan.party]
+        tmask = PairwiseMasks.agree(chan, parties[1:], TRAIN_TAG)  # no messages with one passive party
+        handler = None
+        if Xv is not None:
+            masks = PairwiseMasks.agree(chan, parties[1:], VAL_TAG)
+            handler = prediction_handler(chan.party, np.arange(Xv.shape[0]), {"lr": lambda r: Xv[r] @ w}, masks,
+                                         frac_bits=params.frac_bits)
 
     w = np.zeros(d)
+    best = w
     f = params.frac_bits
     epochs_run = 0
+    nonce = 0
     with chan.stage("lr/train"):
         for epoch in range(params.epochs):
             lr = learning_rate_at(params, epoch)
@@ -448,18 +562,19 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
                 m = len(idx)
                 zp = X[idx] @ w
                 zq = ring_encode(zp, f)
-                r = random_ring(m)
-                chan.send(active, "lr/zshare", zq - r, kind=Kind.SHARE)
+                e = _exponents(zq, params, f"the partial linear predictor of '{chan.party}'")
+                plan = multiexp_plan(e)
+                esum = sum(e)
+                nonce += 1
                 t = _tick(timings, "local", t)
-                plan = multiexp_plan([int(v) for v in r.tolist()])
-                esum = int(r.sum(dtype=_U64))
-                out = {k: _cts_payload(_cross(encx[k], lays[k], pks[k], idx, plan, esum, params), pks[k])
+                out = {k: _cts_payload(_cross(encx[k], lays[k], pks[k], idx, plan, esum, params,
+                                              tmask.mask(nonce, lays[k].ncols) if k == active else None), pks[k])
                        for k in others}
                 chan.send(active, "lr/cross", out, kind=Kind.CIPHERTEXT)
                 t = _tick(timings, "multiexp", t)
                 back = _parse_cts(chan.recv(active, "lr/grad"), pk, my.ncts, f"'lr/grad' from '{active}'")
                 t = _tick(timings, "wait", t)
-                g = _open_cross(back, sk, my) + _local_term(xq, idx, r)
+                g = _open_cross(back, sk, my) + _local_term(xq, idx, zq) - _offset_term(xq, idx, params, len(others))
                 t = _tick(timings, "decrypt", t)
                 gsum = ring_decode(g, 2 * f) / 4.0
                 if trace is not None:
@@ -468,11 +583,188 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
                     trace.setdefault("grad", []).append(gsum.copy())
                 w = sgd_step(w, gsum, m, lr, params)
                 t = _tick(timings, "local", t)
+            if params.tol is None and handler is None:
+                continue
             if params.tol is not None:
                 chan.send(active, "lr/converged", converged(before, w, params), kind=Kind.AGGREGATE)
-                if chan.recv(active, "lr/stop", expect=bool):
-                    break
-    return LRPartyModel(chan.party, w, None, timings, epochs_run)
+            if handler is not None:
+                serve(chan, active, handler, tag=VAL_TAG, max_requests=1)
+            dec = chan.recv(active, "lr/stop", expect=dict)
+            if handler is not None and dec.get("improved"):
+                best = w.copy()
+            t = _tick(timings, "wait", t)
+            if dec.get("stop"):
+                break
+    return LRPartyModel(chan.party, best if handler is not None else w, None, timings, epochs_run)
+
+
+# --------------------------------------------------------------------------- federated prediction
+
+PREDICT_TAG = "lr/predict"
+VAL_TAG = "lr/val"  # early-stopping validation predictions during training
+TRAIN_TAG = "lr/train"  # cancelling masks of the passive parties' cross terms for the active party
+
+
+class PairwiseMasks:
+    """One passive party's prediction masks: they cancel in the sum over all passive parties.
+
+    Every pair of passive parties ``p < q`` (by name) shares a 32-byte seed; for request
+    ``nonce`` party ``p`` adds ``PRG(seed_pq, nonce)`` and ``q`` subtracts it (``Z_2^64``).
+    """
+
+    def __init__(self, party: str, seeds: dict[str, bytes]) -> None:
+        self.party, self.seeds = party, dict(seeds)
+
+    @classmethod
+    def agree(cls, chan: Channel, passives: Sequence[str], tag: str = PREDICT_TAG) -> PairwiseMasks:
+        """Set-up among the passive parties: the smaller name of each pair draws the seed and
+        sends it to the other (``TAG/seed``, kind ``SHARE``; never to the active party)."""
+        me = chan.party
+        seeds: dict[str, bytes] = {}
+        for q in sorted(passives):
+            if q == me:
+                continue
+            if me < q:
+                seeds[q] = os.urandom(32)
+                chan.send(q, f"{tag}/seed", seeds[q], kind=Kind.SHARE)
+        for q in sorted(passives):
+            if q < me:
+                got = chan.recv(q, f"{tag}/seed", expect=bytes)
+                if len(got) != 32:
+                    raise ProtocolError(f"'{tag}/seed' from '{q}': expected 32 bytes")
+                seeds[q] = got
+        return cls(me, seeds)
+
+    def mask(self, nonce: int, n: int) -> np.ndarray:
+        """This party's mask for request ``nonce`` over ``n`` values (``uint64``)."""
+        out = np.zeros(n, dtype=_U64)
+        for q, seed in self.seeds.items():
+            # one PRG label per request: the streams of distinct requests never overlap
+            m = prg_ring(seed, int(nonce), n)
+            out = out + m if self.party < q else out - m
+        return out
+
+
+def _id_index(ids: Any) -> dict[str, int]:
+    keys = [str(i) for i in np.asarray(ids).ravel()]
+    index = {k: i for i, k in enumerate(keys)}
+    if len(index) != len(keys):
+        raise DataError("prediction ids must be unique")
+    return index
+
+
+def _rows_of(body: dict[str, Any], index: dict[str, int], n: int, who: str) -> np.ndarray:
+    """Row positions asked for, from ``rows`` (positions) or ``ids`` (aligned ids only)."""
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list):
+            raise ProtocolError(f"{who}: 'ids' must be a list")
+        rows = [index.get(str(i), -1) for i in ids]
+        if any(r < 0 for r in rows):
+            raise DataError(f"{who}: id not among the aligned ids")
+        return np.asarray(rows, dtype=np.int64)
+    rows = body.get("rows")
+    if not isinstance(rows, np.ndarray) or rows.ndim != 1 or rows.dtype.kind not in "iu":
+        raise ProtocolError(f"{who}: 'rows' must be a 1-d integer array")
+    if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n):
+        raise DataError(f"{who}: row position out of range 0..{n - 1}")
+    return rows.astype(np.int64)
+
+
+def prediction_handler(party: str, ids: Any, scorers: dict[str, Scorer], masks: PairwiseMasks, *,
+                       frac_bits: int = 16) -> Callable[[dict[str, Any]], Reply]:
+    """A passive party's :func:`~privfin.models.serving.serve` handler: masked partial scores.
+
+    ``ids``: the aligned ids, row ``i`` of this party's data is ``ids[i]`` (only these are
+    answered); ``scorers``: name (e.g. ``"lr"``, ``"points"``) -> rows -> this party's partial
+    score of those rows."""
+    index = _id_index(ids)
+    n = len(index)
+    last = [0]
+    kind = Kind.SHARE if masks.seeds else Kind.PLAINTEXT
+
+    def handle(body: dict[str, Any]) -> Reply:
+        who = f"prediction request to '{party}'"
+        nonce, what = body.get("nonce"), body.get("what")
+        if not isinstance(nonce, int) or nonce <= last[0]:
+            raise ProtocolError(f"{who}: nonce must increase")  # a reused nonce would reuse masks
+        last[0] = nonce  # consumed even if the request is refused below
+        if what not in scorers:
+            raise DataError(f"{who}: unknown score {what!r}")
+        rows = _rows_of(body, index, n, who)
+        part = np.asarray(scorers[what](rows), dtype=np.float64)
+        return Reply({"z": ring_encode(part, frac_bits) + masks.mask(nonce, len(rows))}, kind)
+
+    return handle
+
+
+def predict_passive(chan: Channel, active: str, ids: Any, scorers: dict[str, Scorer], *,
+                    passives: Sequence[str] | None = None, frac_bits: int = 16, tag: str = PREDICT_TAG,
+                    idle_timeout: float | None = None) -> int:
+    """Passive party: agree masks with the other passive parties, then answer the active
+    party's prediction requests until it closes (returns the number answered).
+
+    ``passives``: every passive party of the job (default: every peer but ``active``)."""
+    plist = [p for p in (passives if passives is not None else chan.peers) if p != active]
+    if chan.party not in plist:
+        plist.append(chan.party)
+    masks = PairwiseMasks.agree(chan, plist, tag)
+    return serve(chan, active, prediction_handler(chan.party, ids, scorers, masks, frac_bits=frac_bits),
+                 tag=tag, idle_timeout=idle_timeout)
+
+
+class FederatedPredictor:
+    """Active party's side of federated prediction: total scores of aligned rows or ids.
+
+    ``scorers``: name -> rows -> the active party's own part (with the intercept, or the
+    scorecard's base points). Each request adds the passive parties' masked parts; the masks
+    cancel in the sum, so with two or more passive parties only the total is learned.
+
+    >>> with FederatedPredictor(chan, ["p1", "p2"], ids, {"lr": model.scorer(X)}) as fp:
+    ...     z = fp.predict(rows=np.flatnonzero(holdout))       # batch
+    ...     z1 = fp.predict(ids=["10042"])                     # one applicant
+    """
+
+    def __init__(self, chan: Channel, passives: Sequence[str], ids: Any, scorers: dict[str, Scorer], *,
+                 frac_bits: int = 16, tag: str = PREDICT_TAG, timeout: float | None = None) -> None:
+        self.client = Client(chan, passives, tag=tag, timeout=timeout)
+        self.index = _id_index(ids)
+        self.scorers, self.frac_bits = scorers, frac_bits
+        self._nonce = 0
+
+    def predict(self, *, rows: Any = None, ids: Sequence[Any] | None = None, what: str = "lr") -> np.ndarray:
+        """Total score (linear predictor for ``"lr"``) of the given row positions or ids."""
+        if (rows is None) == (ids is None):
+            raise DataError("pass exactly one of rows= or ids=")
+        if what not in self.scorers:
+            raise DataError(f"unknown score {what!r} (have {sorted(self.scorers)})")
+        self._nonce += 1
+        body: dict[str, Any] = {"nonce": self._nonce, "what": what}
+        if ids is not None:
+            body["ids"] = [str(i) for i in ids]
+        else:
+            body["rows"] = np.asarray(rows, dtype=np.int64).ravel()
+        r = _rows_of(body, self.index, len(self.index), "prediction request")
+        total = ring_encode(np.asarray(self.scorers[what](r), dtype=np.float64), self.frac_bits)
+        for p, rep in self.client.ask(body).items():
+            z = rep.get("z")
+            if not isinstance(z, np.ndarray) or z.dtype != _U64 or z.shape != (len(r),):
+                raise ProtocolError(f"'{self.client.tag}/rep' from '{p}': expected uint64 ({len(r)},)")
+            total = total + z
+        return ring_decode(total, self.frac_bits)
+
+    def predict_proba(self, **kw: Any) -> np.ndarray:
+        """``sigmoid`` of the total linear predictor (default probability)."""
+        return sigmoid(self.predict(**kw))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -492,15 +784,16 @@ class HeteroLogisticRegression:
         self.chan, self.role, self.params = chan, role, params or LRParams()
         self.peers, self.active = peers, active
 
-    def fit(self, X: Any, y: Any = None) -> HeteroLogisticRegression:
+    def fit(self, X: Any, y: Any = None, *, X_val: Any = None, y_val: Any = None) -> HeteroLogisticRegression:
+        """Train this party's role; ``X_val`` (and ``y_val`` at the active party) for early stopping."""
         if self.role == "active":
             if y is None:
                 raise DataError("the active party must pass labels y")
-            model = lr_active(self.chan, X, y, self.params, passives=self.peers)
+            model = lr_active(self.chan, X, y, self.params, passives=self.peers, X_val=X_val, y_val=y_val)
         else:
-            if y is not None:
+            if y is not None or y_val is not None:
                 raise DataError("a passive party has no labels (pass y=None)")
-            model = lr_passive(self.chan, X, self.params, active=self.active)
+            model = lr_passive(self.chan, X, self.params, active=self.active, X_val=X_val)
         self.model_ = model
         self.coef_ = model.coef
         self.intercept_ = model.intercept
@@ -511,5 +804,5 @@ class HeteroLogisticRegression:
         return self.model_.partial_score(X)
 
 
-__all__ = ["HeteroLogisticRegression", "LRPartyModel", "PackLayout", "encode_features", "lr_active", "lr_passive",
-           "pack_layout"]
+__all__ = ["FederatedPredictor", "HeteroLogisticRegression", "LRPartyModel", "PackLayout", "PairwiseMasks",
+           "encode_features", "lr_active", "lr_passive", "pack_layout", "predict_passive", "prediction_handler"]

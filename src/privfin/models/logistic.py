@@ -40,13 +40,19 @@ class LRParams:
     step, :func:`sgd_step`) on the coefficients (not the intercept); ``shuffle_seed``: public seed of the per-epoch batch permutation (``None``:
     natural order); ``fit_intercept``: the active party holds an intercept; ``tol``: stop
     after the first epoch in which no coefficient (nor the intercept) moved by ``tol`` or more
-    (:func:`converged`; ``None`` runs every epoch).
+    (:func:`converged`; ``None`` runs every epoch). ``early_stopping`` (``"loss"``: mean
+    log-loss with the exact sigmoid, or ``"auc"``) on a validation split given to the trainer:
+    after each epoch the metric is computed on the validation rows; training stops after
+    ``patience`` epochs without an improvement of more than ``min_delta``, and the model of
+    the best epoch is kept (:class:`EarlyStopping`).
 
     Protocol parameters (ignored by the oracle): ``key_bits`` of every party's Paillier key
     (>= 2048 unless ``allow_insecure``); ``frac_bits`` of the fixed-point encodings (features
     and linear predictors); ``feature_bits``: encoded features must satisfy
-    ``|x| < 2^(feature_bits - 1 - frac_bits)`` (128 by default); ``sigma``: statistical
-    security parameter of the masks.
+    ``|x| < 2^(feature_bits - 1 - frac_bits)`` (128 by default); ``z_bits``: linear predictors
+    (and the active party's residual part ``z_a + b + 2 - 4y``) must satisfy
+    ``|z| < 2^(z_bits - 1 - frac_bits)`` (512 by default); ``sigma``: statistical security
+    parameter of the masks.
     """
 
     epochs: int = 10
@@ -58,10 +64,14 @@ class LRParams:
     shuffle_seed: int | None = 0
     fit_intercept: bool = True
     tol: float | None = None
+    early_stopping: str | None = None
+    patience: int = 2
+    min_delta: float = 1e-4
     key_bits: int = 2048
     allow_insecure: bool = False
     frac_bits: int = 16
     feature_bits: int = 24
+    z_bits: int = 26
     sigma: int = 40
 
     def __post_init__(self) -> None:
@@ -74,8 +84,14 @@ class LRParams:
             raise DataError(f"frac_bits must be in 8..24 (got {self.frac_bits})")
         if not self.frac_bits + 2 <= self.feature_bits <= 40:
             raise DataError(f"feature_bits must be in frac_bits+2..40 (got {self.feature_bits})")
+        if not self.frac_bits + 2 <= self.z_bits <= 40:
+            raise DataError(f"z_bits must be in frac_bits+2..40 (got {self.z_bits})")
         if self.tol is not None and not self.tol > 0:
             raise DataError(f"tol must be positive or None (got {self.tol})")
+        if self.early_stopping not in (None, "loss", "auc"):
+            raise DataError(f"early_stopping must be None, 'loss' or 'auc' (got {self.early_stopping!r})")
+        if self.patience < 1 or not self.min_delta >= 0:
+            raise DataError(f"patience must be >= 1 and min_delta >= 0 (got {self.patience}, {self.min_delta})")
         if self.sigma < 40:
             raise DataError(f"sigma must be at least 40 (got {self.sigma})")
 
@@ -160,17 +176,73 @@ def converged(before: np.ndarray, after: np.ndarray, params: LRParams) -> bool:
     return bool(np.size(after) == 0 or float(np.max(np.abs(after - before))) < params.tol)
 
 
-def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[str, Any] | None = None
-                    ) -> tuple[np.ndarray, float]:
+def log_loss(y: np.ndarray, z: np.ndarray) -> float:
+    """Mean logistic loss of linear predictors ``z`` (exact sigmoid), computed stably."""
+    z = np.asarray(z, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - np.asarray(y, dtype=np.float64) * z))
+
+
+class EarlyStopping:
+    """Early stopping on a validation metric (higher is better: ``auc`` or ``-log_loss``).
+
+    :meth:`update` is called after every epoch with the validation linear predictors; it
+    returns ``(improved, stop)``. The trainer keeps the parameters of the last improving
+    epoch and restores them at the end."""
+
+    def __init__(self, params: LRParams, y_val: Any) -> None:
+        if params.early_stopping is None:
+            raise DataError("early stopping is off (params.early_stopping is None)")
+        self.params = params
+        self.y = check_labels(y_val)
+        if self.y.size == 0:
+            raise DataError("early stopping needs validation rows")
+        self.best = -np.inf
+        self.best_epoch = -1
+        self.scores: list[float] = []
+        self._bad = 0
+
+    def score(self, z: np.ndarray) -> float:
+        return auc(self.y, z) if self.params.early_stopping == "auc" else -log_loss(self.y, z)
+
+    def update(self, epoch: int, z: np.ndarray) -> tuple[bool, bool]:
+        sc = self.score(z)
+        self.scores.append(sc)
+        if sc > self.best + self.params.min_delta:
+            self.best, self.best_epoch, self._bad = sc, epoch, 0
+            return True, False
+        self._bad += 1
+        return False, self._bad >= self.params.patience
+
+
+def check_validation(params: LRParams, X_val: Any, d: int, what: str = "validation features") -> np.ndarray | None:
+    """Validation features if early stopping is on (required then, refused otherwise)."""
+    if params.early_stopping is None:
+        if X_val is not None:
+            raise DataError("validation rows given but params.early_stopping is None")
+        return None
+    if X_val is None:
+        raise DataError(f"early_stopping={params.early_stopping!r} needs validation rows ({what})")
+    Xv = check_features(X_val, what)
+    if Xv.shape[1] != d:
+        raise DataError(f"{what}: {Xv.shape[1]} columns, training has {d}")
+    return Xv
+
+
+def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[str, Any] | None = None, *,
+                    X_val: Any = None, y_val: Any = None) -> tuple[np.ndarray, float]:
     """Centralized trainer on joined data: the oracle. Returns ``(coef, intercept)``;
-    ``info`` (optional) receives ``epochs_run``."""
+    ``info`` (optional) receives ``epochs_run`` (and with early stopping ``best_epoch`` and
+    ``val_scores``)."""
     X = check_features(X)
     y = check_labels(y)
     if X.shape[0] != y.shape[0]:
         raise DataError(f"X has {X.shape[0]} rows, y has {y.shape[0]}")
     n, d = X.shape
+    Xv = check_validation(params, X_val, d)
+    es = EarlyStopping(params, y_val) if Xv is not None else None
     w = np.zeros(d)
     b = 0.0
+    best = (w, b)
     epochs_run = 0
     for epoch in range(params.epochs):
         lr = learning_rate_at(params, epoch)
@@ -184,10 +256,20 @@ def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[s
             w = sgd_step(w, xb.T @ r, m, lr, params)
             if params.fit_intercept:
                 b = b - lr * float(r.sum()) / m
+        if es is not None:
+            improved, stop = es.update(epoch, Xv @ w + b)
+            if improved:
+                best = (w.copy(), b)
+            if stop:
+                break
         if converged(before, np.r_[w, b], params):
             break
+    if es is not None:
+        w, b = best
     if info is not None:
         info["epochs_run"] = epochs_run
+        if es is not None:
+            info["best_epoch"], info["val_scores"] = es.best_epoch, list(es.scores)
     return w, b
 
 
@@ -235,5 +317,22 @@ def ks(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.max(np.abs(tp[last] / pos - fp[last] / neg)))
 
 
-__all__ = ["LRParams", "auc", "batch_order", "batches", "check_features", "check_labels", "converged", "ks",
-           "learning_rate_at", "sgd_step", "sigmoid", "sigmoid_t1", "standardize_fit", "train_reference"]
+__all__ = [
+    "EarlyStopping",
+    "LRParams",
+    "auc",
+    "batch_order",
+    "batches",
+    "check_features",
+    "check_labels",
+    "check_validation",
+    "converged",
+    "ks",
+    "learning_rate_at",
+    "log_loss",
+    "sgd_step",
+    "sigmoid",
+    "sigmoid_t1",
+    "standardize_fit",
+    "train_reference",
+]

@@ -229,6 +229,45 @@ class Scorecard:
                              "coef": f.coef, "points": float(f.points[b])})
         return pd.DataFrame(rows, columns=["party", "feature", "bin", "label", "woe", "coef", "points"])
 
+    @classmethod
+    def from_table(cls, df: pd.DataFrame, params: ScorecardParams) -> Scorecard:
+        """Inverse of :meth:`table` (e.g. the ``scorecard`` artifact of a job, with the step's
+        parameters from the job spec)."""
+        need = {"party", "feature", "bin", "label", "woe", "coef", "points"}
+        if not need <= set(df.columns):
+            raise DataError(f"a scorecard table needs the columns {sorted(need)}")
+        parties = set(df["party"].astype(str))
+        if len(parties) != 1:
+            raise DataError("a scorecard table holds exactly one party's card")
+        base = df[df["feature"] == "(base)"]
+        feats = []
+        for name, g in df[df["feature"] != "(base)"].groupby("feature", sort=False):
+            g = g.sort_values("bin")
+            labels = [str(x) for x in g["label"]]
+            feats.append(FeaturePoints.from_dict({
+                "name": str(name), "coef": float(g["coef"].iloc[0]),
+                "bins": [{"bin": int(b), "label": lab or None, "woe": float(w), "points": float(pt)}
+                         for b, lab, w, pt in zip(g["bin"], labels, g["woe"], g["points"])]}))
+        return cls(parties.pop(), params, feats, float(base["points"].iloc[0]) if len(base) else None)
+
+    def to_rich(self) -> Any:
+        """A :class:`rich.table.Table` of :meth:`table` for the terminal."""
+        from rich.table import Table
+
+        p = self.params
+        t = Table(title=f"scorecard of '{self.party}' (base score {p.base_score:g} at odds {p.base_odds:g}:1, "
+                        f"PDO {p.pdo:g})")
+        for col in ("feature", "bin", "label", "WOE", "coef", "points"):
+            t.add_column(col, justify="right" if col in ("bin", "WOE", "coef", "points") else "left")
+        prev = None
+        for r in self.table().itertuples(index=False):
+            first = r.feature != prev
+            prev = r.feature
+            t.add_row(r.feature if first else "", "" if r.bin < 0 else str(r.bin), str(r.label),
+                      "" if np.isnan(r.woe) else f"{r.woe:.4f}", "" if np.isnan(r.coef) or not first else f"{r.coef:.4f}",
+                      f"{r.points:g}", end_section=False)
+        return t
+
     def to_dict(self) -> dict[str, Any]:
         p = self.params
         return {"format": FORMAT, "party": self.party, "params": p.to_dict(), "factor": p.factor,
@@ -255,3 +294,18 @@ class Scorecard:
                        None if bp is None else float(bp))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"malformed scorecard JSON: {e}") from e
+
+
+def scorecard_from_job(job: dict[str, Any]) -> Scorecard:
+    """This party's card from a stored job (``JobStore.job``): the ``scorecard`` artifact and
+    the ``scorecard`` step's parameters in the job spec."""
+    from privfin.config import JobSpec
+
+    art = [a for a in job.get("artifacts", []) if a.name == "scorecard"]
+    if not art:
+        raise DataError(f"job {job.get('id')} has no scorecard artifact at this party (did it run a scorecard step "
+                        "and succeed?)")
+    spec = JobSpec.parse(job["spec"])
+    sp = next((dict(st.params) for st in spec.steps if st.name == "scorecard"), {})
+    params = ScorecardParams(**{k: sp[k] for k in ("base_score", "pdo", "base_odds", "digits") if k in sp})
+    return Scorecard.from_table(pd.read_parquet(art[0].path), params)
