@@ -290,3 +290,61 @@ def test_joint_model_beats_bank_only(data20k: synth.SynthData) -> None:
     assert 0.6 < auc["bank"] < 0.76, auc
     assert auc["joint"] > auc["bank"] + 0.03, auc
     assert not math.isclose(auc["joint"], 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# marketing-response label
+
+
+@pytest.fixture(scope="module")
+def marketing() -> synth.SynthData:
+    return generate(20000, seed=5, overlap=0.6, n_gov_rows=30000, response=True)
+
+
+def test_response_label_leaves_every_other_column_identical() -> None:
+    plain = generate(3000, seed=7, overlap=0.6, n_gov_features=40)
+    with_resp = generate(3000, seed=7, overlap=0.6, n_gov_features=40, response=True)
+    again = generate(3000, seed=7, overlap=0.6, n_gov_features=40, response=True)
+    assert "response" not in plain.bank and plain.prospects_truth is None
+    assert list(with_resp.bank.columns) == ["id", "y", "response", *BANK_FEATURES]
+    pd.testing.assert_frame_equal(with_resp.bank.drop(columns="response"), plain.bank)
+    pd.testing.assert_frame_equal(with_resp.gov, plain.gov)
+    pd.testing.assert_frame_equal(with_resp.bank, again.bank)
+    pd.testing.assert_frame_equal(with_resp.prospects_truth, again.prospects_truth)
+    other = generate(3000, seed=8, overlap=0.6, n_gov_features=40, response=True)
+    assert not np.array_equal(other.bank["response"].to_numpy(), with_resp.bank["response"].to_numpy())
+
+
+def test_prospects_truth_is_the_government_only_rows(marketing: synth.SynthData) -> None:
+    t = marketing.prospects_truth
+    assert t is not None and list(t.columns) == ["id", "true_response"]
+    expected = marketing.gov["id"][~marketing.gov["id"].isin(marketing.bank["id"])]
+    assert t["id"].tolist() == expected.tolist()  # every prospect, in the government's order
+    assert len(t) == 30000 - 12000
+    assert t["true_response"].dtype == np.int64 and set(t["true_response"].unique()) <= {0, 1}
+
+
+def test_response_rates_as_documented(marketing: synth.SynthData) -> None:
+    b, t = marketing.bank, marketing.prospects_truth
+    assert 0.065 <= b["response"].mean() <= 0.095  # "about 8%"
+    # the same model for customers and prospects: no selection effect between the groups
+    assert abs(b["response"].mean() - t["true_response"].mean()) < 0.015
+    # driven by size (s) and creditworthiness (z): larger and better-rated firms respond more (the
+    # age term is conditional on z and s, which also raise the age, so it has no simple marginal check)
+    j = b.merge(marketing.gov, on="id")
+    big = j["vat_paid_annual"] > j["vat_paid_annual"].median()
+    assert j.loc[big, "response"].mean() > 1.3 * j.loc[~big, "response"].mean()
+    good = j["tax_rating"].isin(["A", "B"])
+    assert j.loc[good, "response"].mean() > j.loc[j["tax_rating"].isin(["C", "D"]), "response"].mean()
+    # not a copy of the default label: weakly (negatively) related only
+    assert abs(np.corrcoef(b["y"], b["response"])[0, 1]) < 0.1
+    for key, value in synth.RESPONSE_COEF.items():
+        assert f"{abs(value)}" in (synth.__doc__ or ""), key
+
+
+def test_write_prospects_truth(tmp_path, marketing: synth.SynthData) -> None:
+    paths = write(marketing, tmp_path)
+    assert set(paths) == {"bank", "gov", "prospects_truth"}
+    back = pd.read_csv(paths["prospects_truth"], dtype={"id": str})
+    pd.testing.assert_frame_equal(back, marketing.prospects_truth)
+    assert "prospects (ground truth" in marketing.describe()
