@@ -209,3 +209,65 @@ def test_default_credit_reference_matches_xgboost(fate_dir):
     assert abs(roc_auc_score(y[te], margin) - roc_auc_score(y[te], m.predict_proba(B[te])[:, 1])) < 0.005
     # same trees up to xgboost's float32 and our 2^-24 fixed point
     np.testing.assert_allclose(margin, m.predict(B[te], output_margin=True), atol=1e-4)
+
+
+def _passive_v(c, *, B, Bv, params):
+    return sb_passive(c, B, params, bins_valid=Bv)
+
+
+def test_subsampling_and_early_stopping_equal_reference(serial_executor):
+    from privfin.models.secureboost import col_sample, row_sample
+
+    _, parts, y = _data(n=500, d=(2, 3, 2), seed=5)
+    va = np.arange(len(y)) % 4 == 0
+    tr_parts, va_parts = [B[~va] for B in parts], [B[va] for B in parts]
+    params = SBParams(n_trees=14, max_depth=3, learning_rate=1.0, reg_lambda=0.1, subsample=0.7,
+                      colsample_bytree=0.5, seed=9, early_stopping_rounds=2, scheme="ou", key_bits=768,
+                      allow_insecure=True)
+    names = ["bank", "p1", "p2"]
+    net = MemoryNetwork(tuple(names))
+    roles = {"bank": lambda c: sb_active(c, tr_parts[0], y[~va], params, valid=(va_parts[0], y[va]))}
+    for nm, B, Bv in zip(names[1:], tr_parts[1:], va_parts[1:]):
+        roles[nm] = functools.partial(_passive_v, B=B, Bv=Bv, params=params)
+    res = run_parties(net, roles, timeout=120)
+    act = res["bank"]
+    ref_trees, ref_margin = fit_plain(tr_parts, y[~va], params, valid=(va_parts, y[va]))
+    assert 1 < len(ref_trees) < params.n_trees  # early stopping did stop
+    trees = assemble(act, {nm: res[nm] for nm in names[1:]})
+    assert len(trees) == len(ref_trees) and len(act.valid_loss) == len(ref_trees) + params.early_stopping_rounds
+    for t, r in zip(trees, ref_trees):
+        assert t.split == r.split and t.leaf == r.leaf
+    np.testing.assert_allclose(act.train_margin, ref_margin, atol=1e-12)
+    assert all(k[0] < len(trees) for nm in names[1:] for k in res[nm].splits)  # passives dropped later trees
+    # the samplings are real: fewer rows per tree, different features per tree, and without them the trees differ
+    n_tr = int((~va).sum())
+    assert len(row_sample(n_tr, params, 0)) == round(0.7 * n_tr)
+    assert len({tuple(col_sample(3, params, t, 1)) for t in range(6)}) > 1
+    full, _ = fit_plain(tr_parts, y[~va], SBParams(n_trees=2, max_depth=3, learning_rate=1.0, reg_lambda=0.1))
+    assert [t.split for t in full] != [t.split for t in ref_trees[:2]]
+    # validation transcript: the passive parties see only the request, the bank only masks
+    for nm in names[1:]:
+        assert ("sb/valid", Kind.PLAINTEXT) in {(e.tag, e.kind) for e in net.ledgers["bank"] if e.sender == nm}
+
+
+def test_streamed_chunks_and_parallel_histograms_equal_reference(monkeypatch):
+    """Gradients in several messages and per-bin products over a 2-worker process pool."""
+    from privfin.models import secureboost as sb
+    from privfin.runtime.executor import LocalProcessExecutor, set_executor
+
+    monkeypatch.setattr(sb, "GH_CHUNK_ROWS", 90)
+    monkeypatch.setattr(sb, "HIST_PARALLEL_ROWS", 50)
+    pool = LocalProcessExecutor(2)
+    old = set_executor(pool)
+    try:
+        _, parts, y = _data(n=300, d=(2, 3), seed=13)
+        params = SBParams(n_trees=2, max_depth=3, subsample=0.8, scheme="ou", key_bits=768, allow_insecure=True)
+        net, res, _ = _run(parts, y, params)
+    finally:
+        set_executor(old)  # type: ignore[arg-type]
+        pool.shutdown()
+    assert sum(1 for r in net.messages(receiver="p1") if r.envelope.tag == "sb/gh") == 2 * 3  # 240 rows / 90
+    trees = assemble(res["bank"], {"p1": res["p1"]})
+    ref, _ = fit_plain(parts, y, params)
+    assert [t.split for t in trees] == [t.split for t in ref]
+    assert [t.leaf for t in trees] == [t.leaf for t in ref]
