@@ -144,8 +144,6 @@ def binning_step(ctx: StepContext, params: dict[str, Any]) -> None:
     ``ctx.state["binning"]`` for the ``woe`` step and later model steps; the edges stay in this
     party's own ``bins`` artifact.
     """
-    import pandas as pd
-
     from privfin.features.binning import Binner
 
     bp = _binning_params(ctx, params)
@@ -154,10 +152,48 @@ def binning_step(ctx: StepContext, params: dict[str, Any]) -> None:
     X = binner.fit_transform(table.features)
     names = [str(c) for c in table.features.columns]
     ctx.state["binning"] = {"binner": binner, "bins": X, "names": names}
+    ctx.save_table("bins", _bins_table(binner, names))
+    ctx.metric("features_binned", len(names))
+
+
+def _bins_table(binner: Any, names: list[str]) -> Any:
+    """One row per feature and bin: label (this party's own edges / categories) and rows."""
+    import pandas as pd
+
     rows = [{"feature": nm, "bin": b, "label": lab, "count": int(binner.bins_[nm].counts[b])}
             for nm in names for b, lab in enumerate(binner.bin_labels(nm))]
-    ctx.save_table("bins", pd.DataFrame(rows, columns=["feature", "bin", "label", "count"]))
-    ctx.metric("features_binned", len(names))
+    return pd.DataFrame(rows, columns=["feature", "bin", "label", "count"])
+
+
+def _optimal_bins(ctx: StepContext, params: dict[str, Any], wp: Any) -> Any:
+    """``woe`` with ``optimal = true``: fine bins, label-aware merging, local re-binning.
+
+    Replaces ``ctx.state["binning"]`` with this party's coarse binner and bins (saved as its own
+    ``optimal_bins`` artifact) and returns the protocol's result. See :mod:`privfin.features.optbin`.
+    """
+    from privfin.errors import ConfigError
+    from privfin.features.optbin import OptBinParams, optbin_active, optbin_passive
+
+    bp = _binning_params(ctx, params)
+    try:
+        op = OptBinParams(fine_bins=ctx.param(params, "fine_bins", int, 20),
+                          fine_min_frac=float(ctx.param(params, "fine_min_frac", (int, float), 0.01)),
+                          max_bins=bp["n_bins"], min_bin_frac=bp["min_bin_frac"],
+                          method=ctx.param(params, "merge", str, "chimerge", choices=("chimerge", "monotonic")),
+                          chi_threshold=ctx.param(params, "chi_threshold", (int, float), None))
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=f"steps.{ctx.step_name}", file=ctx.spec.file) from exc
+    table = _aligned_table(ctx)
+    fine = op.fine_binner(bp["method"], bp["categorical"]).fit(table.features)
+    Xf = fine.transform(table.features)
+    if ctx.is_active:
+        res = optbin_active(ctx.chan, table.label, fine, Xf, op, wp, passive=list(ctx.passive))
+    else:
+        res = optbin_passive(ctx.chan, fine, Xf, op, wp, active=ctx.active)
+    names = [str(c) for c in table.features.columns]
+    ctx.state["binning"] = {"binner": res.binner, "bins": res.bins, "names": names}
+    ctx.save_table("optimal_bins", _bins_table(res.binner, names))
+    return res
 
 
 @step("woe")
@@ -167,7 +203,10 @@ def woe_step(ctx: StepContext, params: dict[str, Any]) -> None:
     Parameters: those of ``binning`` (used when no ``binning`` step ran before), ``scheme``
     ("ou" | "paillier", default "ou"), ``key_bits`` (default 2048), ``allow_insecure_keys``
     (tests only), ``share_woe`` (default false: passive parties receive the WOE of their own bins
-    and WOE-transform locally), ``chunk_rows``.
+    and WOE-transform locally), ``chunk_rows``. ``optimal = true``: label-aware optimal binning
+    (:mod:`privfin.features.optbin`) from ``fine_bins`` (default 20) fine bins of at least
+    ``fine_min_frac`` (0.01) of the rows, merged by ``merge`` ("chimerge" | "monotonic") and an
+    optional ``chi_threshold`` into at most ``bins`` bins of at least ``min_bin_frac`` of the rows.
 
     The active party records ``iv.<feature>`` metrics (passive features under aliases such as
     ``gov.f003``) and the ``woe_iv`` table; every party puts ``ctx.state["woe"]`` = its bin
@@ -178,9 +217,6 @@ def woe_step(ctx: StepContext, params: dict[str, Any]) -> None:
 
     from privfin.features.federated import WoeParams, woe_active, woe_passive
 
-    if "binning" not in ctx.state:
-        binning_step(ctx, params)
-    b = ctx.state["binning"]
     wp = WoeParams(
         scheme=ctx.param(params, "scheme", str, "ou", choices=("ou", "paillier")),
         key_bits=ctx.param(params, "key_bits", int, 2048),
@@ -189,10 +225,15 @@ def woe_step(ctx: StepContext, params: dict[str, Any]) -> None:
         min_bin_frac=float(ctx.param(params, "min_bin_frac", (int, float), 0.05)),
         chunk_rows=ctx.param(params, "chunk_rows", int, None),
     )
+    opt = _optimal_bins(ctx, params, wp) if ctx.param(params, "optimal", bool, False) else None
+    if "binning" not in ctx.state:
+        binning_step(ctx, params)
+    b = ctx.state["binning"]
     X, names = b["bins"], b["names"]
     if ctx.is_active:
         table = ctx.state["table"]
-        res = woe_active(ctx.chan, table.label, X, wp, feature_names=names, passive=list(ctx.passive))
+        res = opt.woe if opt is not None else woe_active(ctx.chan, table.label, X, wp, feature_names=names,
+                                                         passive=list(ctx.passive))
         for k, iv in res.iv.items():
             ctx.metric(f"iv.{k}", round(float(iv), 6))
         ctx.metric("features", len(res.features))
@@ -200,11 +241,86 @@ def woe_step(ctx: StepContext, params: dict[str, Any]) -> None:
         woe_frame = pd.DataFrame({nm: res.own_woe[nm][X[:, j].astype(np.int64)] for j, nm in enumerate(names)})
         ctx.state["woe"] = {"bins": X, "names": names, "woe": woe_frame, "result": res}
     else:
-        pres = woe_passive(ctx.chan, X, wp, active=ctx.active)
+        pres = opt.woe if opt is not None else woe_passive(ctx.chan, X, wp, active=ctx.active)
         woe_frame = None
         if pres.woe is not None:
             woe_frame = pd.DataFrame(pres.transform(X), columns=names)
         ctx.state["woe"] = {"bins": X, "names": names, "aliases": pres.aliases, "woe": woe_frame}
+
+
+def _corr_input(ctx: StepContext, on: str) -> Any:
+    """This party's columns for the correlation, in its ``woe`` feature order: raw numeric values
+    (+-inf as missing; a non-numeric column is all-missing, so it has no correlations), or its
+    WOE-coded features (``on = "woe"``; passive parties need ``share_woe``)."""
+    import pandas as pd
+
+    from privfin.errors import ConfigError
+
+    w = ctx.state["woe"]
+    if on == "woe":
+        if w.get("woe") is None:
+            raise ConfigError("corr_on = \"woe\" needs share_woe = true in the woe step",
+                              key=f"steps.{ctx.step_name}.corr_on", file=ctx.spec.file)
+        return w["woe"][w["names"]].to_numpy(dtype=np.float64)
+    frame = ctx.state["table"].features[w["names"]]
+    cols = [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if pd.api.types.is_numeric_dtype(frame[c]) else np.full(len(frame), np.nan) for c in frame.columns]
+    X = np.column_stack(cols) if cols else np.empty((len(frame), 0))
+    return np.where(np.isinf(X), np.nan, X)
+
+
+@step("screen")
+def screen_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Feature screening and the selection report (after ``woe``).
+
+    Parameters: the policy (:class:`privfin.features.screening.SelectionPolicy`): ``max_missing``
+    (0.95), ``min_iv`` (0.02), ``max_corr`` (0.7), ``top_k`` (none); ``correlation`` (default
+    true: cross-party Pearson correlation of every pair of features,
+    :mod:`privfin.features.correlation`, on ``corr_on`` = "raw" (default) | "woe" values, with
+    Paillier keys of ``key_bits`` (2048; ``allow_insecure_keys`` for tests)); ``reveal_names``
+    (parties that allow their feature names in the report; default none: aliases); ``restrict``
+    (default true: later steps use only the kept features).
+
+    The active party stores the ``selection`` table (:class:`privfin.features.report.SelectionReport`;
+    ``privfin jobs report``) and metrics ``kept`` / ``dropped``. Security: see
+    :mod:`privfin.features.screening` and :mod:`privfin.features.correlation`.
+    """
+    from privfin.errors import ConfigError
+    from privfin.features.report import SelectionReport
+    from privfin.features.screening import SelectionPolicy, screen_active, screen_passive
+
+    w = ctx.state.get("woe")
+    if not w or w.get("names") is None:
+        raise ConfigError("the screen step needs a woe step before it", key=f"steps.{ctx.step_name}",
+                          file=ctx.spec.file)
+    policy = SelectionPolicy(max_missing=float(ctx.param(params, "max_missing", (int, float), 0.95)),
+                             min_iv=float(ctx.param(params, "min_iv", (int, float), 0.02)),
+                             max_corr=float(ctx.param(params, "max_corr", (int, float), 0.7)),
+                             top_k=ctx.param(params, "top_k", int, None))
+    reveal = ctx.party in [str(p) for p in ctx.param(params, "reveal_names", list, [])]
+    frame = ctx.state["table"].features[w["names"]]
+    corr = None
+    if ctx.param(params, "correlation", bool, True):
+        from privfin.features.correlation import pearson_active, pearson_passive
+
+        Xc = _corr_input(ctx, ctx.param(params, "corr_on", str, "raw", choices=("raw", "woe")))
+        opts = {"key_bits": ctx.param(params, "key_bits", int, 2048),
+                "allow_insecure": ctx.param(params, "allow_insecure_keys", bool, False)}
+        if ctx.is_active:
+            corr = pearson_active(ctx.chan, Xc, w["names"], passives=list(ctx.passive), **opts)
+        else:
+            pearson_passive(ctx.chan, Xc, w["names"], active=ctx.active, **opts)
+    if ctx.is_active:
+        report = SelectionReport(screen_active(ctx.chan, w["result"], frame, policy, corr, passive=list(ctx.passive)))
+        ctx.save_table("selection", report.frame)
+        ctx.metric("kept", len(report.kept))
+        ctx.metric("dropped", len(report.frame) - len(report.kept))
+        ctx.state["screen"] = report
+        keep = [k for k in report.kept if k in set(w["names"])]
+    else:
+        keep = screen_passive(ctx.chan, frame, w["aliases"], active=ctx.active, reveal_names=reveal)
+    if ctx.param(params, "restrict", bool, True):
+        _restrict_woe(ctx, keep)
 
 
 def holdout_mask(ids: np.ndarray, percent: int = 30) -> np.ndarray:
@@ -241,35 +357,48 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
 
     Parameters: ``features`` ("woe" — needs a ``woe`` step with ``share_woe = true`` — or
     "standardized"), ``epochs`` (10), ``batch_size`` (1024), ``learning_rate`` (0.1), ``l2``
-    (0), ``holdout_percent`` (30; rows whose id's MD5 is below it mod 100), ``key_bits``.
+    (0), ``holdout_percent`` (30; rows whose id's MD5 is below it mod 100), ``key_bits``,
+    ``early_stopping`` ("loss", "auc" or "none") with ``patience`` (2) on the validation rows
+    (``validation_percent``, default 10: the next band of the same MD5 rule, taken out of training).
     Every party keeps its own coefficients (artifact ``lr_model``). The bank also trains the
     same algorithm on its own features only and reports both models' holdout AUC and KS.
 
-    Security: training as in :mod:`privfin.models.hetero_lr`. Evaluation: for the holdout
-    rows each passive party sends the bank its partial scores (message ``lr/holdout_scores``,
-    ledger kind ``plaintext``), so the bank learns them — with one passive party the total
-    score alone would reveal them anyway. Masked sums across several passive parties belong
-    to federated prediction (issue 6).
+    Security: training as in :mod:`privfin.models.hetero_lr`. Evaluation: the holdout is
+    scored by federated batch prediction (:class:`~privfin.models.hetero_lr.FederatedPredictor`,
+    messages ``lr/predict/*``): the bank learns the total linear predictor of each holdout row;
+    with two or more passive parties their parts are masked (only the sum is learned), with one
+    the total reveals its part. The bank keeps the holdout scores in
+    ``ctx.state["scores"]`` (``"lr"``: federated, ``"bank_only"``), aligned with the holdout rows.
     """
-    from privfin.models.hetero_lr import lr_active, lr_passive
+    from privfin.models.hetero_lr import FederatedPredictor, lr_active, lr_passive, predict_passive
     from privfin.models.logistic import LRParams, auc, ks, train_reference
 
     table = _aligned_table(ctx)
     source = ctx.param(params, "features", str, "woe" if (ctx.state.get("woe") or {}).get("woe") is not None
                        else "standardized", choices=("woe", "standardized"))
+    es = ctx.param(params, "early_stopping", str, "none", choices=("none", "loss", "auc"))
     lp = LRParams(epochs=ctx.param(params, "epochs", int, 10), batch_size=ctx.param(params, "batch_size", int, 1024),
                   learning_rate=float(ctx.param(params, "learning_rate", (int, float), 0.1)),
                   l2=float(ctx.param(params, "l2", (int, float), 0.0)), key_bits=ctx.param(params, "key_bits", int, 2048),
-                  allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False))
-    test = holdout_mask(table.ids, ctx.param(params, "holdout_percent", int, 30))
-    train = ~test
-    X, names = _model_matrix(ctx, source, train)
+                  allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False),
+                  early_stopping=None if es == "none" else es, patience=ctx.param(params, "patience", int, 2))
+    hp = ctx.param(params, "holdout_percent", int, 30)
+    test = holdout_mask(table.ids, hp)
+    val = (holdout_mask(table.ids, hp + ctx.param(params, "validation_percent", int, 10)) & ~test
+           if lp.early_stopping else np.zeros_like(test))
+    X, names = _model_matrix(ctx, source, ~test)
+    train = ~test & ~val
+    Xv = X[val] if lp.early_stopping else None
     if ctx.is_active:
-        model = lr_active(ctx.chan, X[train], table.label[train], lp, passives=ctx.passive)
-        parts = ctx.chan.gather("lr/holdout_scores", frm=ctx.passive, expect=np.ndarray)
-        score = model.partial_score(X[test]) + sum(parts.values())
-        coef, b = train_reference(X[train], table.label[train], lp)
+        yv = table.label[val] if lp.early_stopping else None
+        model = lr_active(ctx.chan, X[train], table.label[train], lp, passives=ctx.passive, X_val=Xv, y_val=yv)
+        if model.best_epoch is not None:
+            ctx.metric("best_epoch", model.best_epoch)
+        with FederatedPredictor(ctx.chan, ctx.passive, table.ids[test], {"lr": model.scorer(X[test])}) as fp:
+            score = fp.predict(rows=np.arange(int(test.sum())))
+        coef, b = train_reference(X[train], table.label[train], lp, X_val=Xv, y_val=yv)
         bank_score = X[test] @ coef + b
+        ctx.state.setdefault("scores", {}).update({"lr": score, "bank_only": bank_score})
         y = table.label[test]
         m = {"auc_federated": auc(y, score), "ks_federated": ks(y, score),
              "auc_bank_only": auc(y, bank_score), "ks_bank_only": ks(y, bank_score)}
@@ -280,8 +409,8 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
         ctx.metric("train_rows", int(train.sum()))
         ctx.metric("holdout_rows", int(test.sum()))
     else:
-        model = lr_passive(ctx.chan, X[train], lp, active=ctx.active)
-        ctx.chan.send(ctx.active, "lr/holdout_scores", model.partial_score(X[test]), kind=Kind.PLAINTEXT)
+        model = lr_passive(ctx.chan, X[train], lp, active=ctx.active, X_val=Xv)
+        predict_passive(ctx.chan, ctx.active, table.ids[test], {"lr": model.scorer(X[test])}, passives=ctx.passive)
     import pandas as pd
 
     rows = [{"feature": n, "coef": float(c)} for n, c in zip(names, model.coef)]
@@ -289,6 +418,81 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
         rows.append({"feature": "(intercept)", "coef": float(model.intercept)})
     ctx.save_table("lr_model", pd.DataFrame(rows), kind="model")
     ctx.state["lr"] = model
+
+
+@step("boost")
+def boost_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """SecureBoost on the aligned, binned rows (training split), then holdout evaluation at the bank.
+
+    Parameters: ``trees`` (30), ``depth`` (3), ``learning_rate`` (0.3), ``reg_lambda`` (1.0),
+    ``gamma`` (0), ``min_child_weight`` (1), ``subsample`` / ``colsample_bytree`` (1.0) and their
+    public ``seed`` (0), ``bins`` (32; used only when no ``binning``/``woe``
+    step ran before), ``holdout_percent`` (30), ``scheme`` ("ou" | "paillier"), ``key_bits``,
+    ``allow_insecure_keys`` (tests only). Every party saves only its own part of the model
+    (artifact ``boost_model``, JSON, see :class:`~privfin.models.secureboost.ActiveModel` /
+    :class:`~privfin.models.secureboost.PassiveModel`). The bank records holdout AUC/KS and split
+    counts per party, and keeps the holdout margins in ``ctx.state["scores"]["boost"]``.
+
+    Security: training and federated prediction as in :mod:`privfin.models.secureboost`: the bank
+    learns every node's instance space and, per holdout row and tree, the leaves reachable under
+    each passive party's own splits; passive parties learn instance spaces, never labels,
+    gradients, leaf weights or scores.
+    """
+    from privfin.models.logistic import auc, ks
+    from privfin.models.secureboost import (
+        SBParams,
+        SBPredictor,
+        fit_plain,
+        predict_margin,
+        sb_active,
+        sb_passive,
+        sb_serve,
+    )
+    from privfin.runtime.store import Artifact
+
+    table = _aligned_table(ctx)
+    b = ctx.state.get("binning") or ctx.state.get("woe")
+    if b is None:
+        binning_step(ctx, {"bins": ctx.param(params, "bins", int, 32), "min_bin_frac": 0.0})
+        b = ctx.state["binning"]
+    X = np.asarray(b["bins"], dtype=np.int64)
+    sp = SBParams(n_trees=ctx.param(params, "trees", int, 30), max_depth=ctx.param(params, "depth", int, 3),
+                  learning_rate=float(ctx.param(params, "learning_rate", (int, float), 0.3)),
+                  reg_lambda=float(ctx.param(params, "reg_lambda", (int, float), 1.0)),
+                  gamma=float(ctx.param(params, "gamma", (int, float), 0.0)),
+                  min_child_weight=float(ctx.param(params, "min_child_weight", (int, float), 1.0)),
+                  subsample=float(ctx.param(params, "subsample", (int, float), 1.0)),
+                  colsample_bytree=float(ctx.param(params, "colsample_bytree", (int, float), 1.0)),
+                  seed=ctx.param(params, "seed", int, 0),
+                  scheme=ctx.param(params, "scheme", str, "ou", choices=("ou", "paillier")),
+                  key_bits=ctx.param(params, "key_bits", int, 2048),
+                  allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False))
+    sp.check()
+    test = holdout_mask(table.ids, ctx.param(params, "holdout_percent", int, 30))
+    train = ~test
+    if ctx.is_active:
+        model: Any = sb_active(ctx.chan, X[train], table.label[train], sp, passive=list(ctx.passive))
+        with SBPredictor(ctx.chan, model) as pr:
+            score = pr.predict_margin(X[test])
+        ctx.state.setdefault("scores", {})["boost"] = score
+        # the bank-only counterpart: the same algorithm and parameters on the bank's own bins
+        own_trees, _ = fit_plain([X[train]], table.label[train], sp)
+        ctx.state["scores"]["bank_only_boost"] = predict_margin(own_trees, [X[test]], sp.base_margin)
+        y = table.label[test]
+        ctx.metric("auc_federated", round(float(auc(y, score)), 6))
+        ctx.metric("ks_federated", round(float(ks(y, score)), 6))
+        for party, imp in model.importance().items():
+            ctx.metric(f"splits.{party}", int(imp["splits"]))
+        ctx.metric("train_rows", int(train.sum()))
+        ctx.metric("holdout_rows", int(test.sum()))
+    else:
+        model = sb_passive(ctx.chan, X[train], sp, active=ctx.active)
+        sb_serve(ctx.chan, model, X[test], active=ctx.active)
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    path = ctx.workdir / "boost_model.json"
+    model.save(path)
+    ctx.artifacts.append(Artifact(ctx.step_name, "boost_model", "model", str(path), path.stat().st_size))
+    ctx.state["boost"] = model
 
 
 @step("scorecard")
@@ -348,3 +552,254 @@ def scorecard_step(ctx: StepContext, params: dict[str, Any]) -> None:
     ctx.metric("features", len(names))
     if card.base_points is not None:
         ctx.metric("base_points", card.base_points)
+
+
+@step("evaluate")
+def evaluate_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """At the bank: every model's holdout scores side by side, each federated model beside
+    its bank-only counterpart (:data:`privfin.evaluation.metrics.BANK_ONLY`).
+
+    Parameters: ``holdout_percent`` (30; must be the model steps' own). Needs an ``lr`` and/or
+    ``boost`` step before. Metrics per model: ``<model>.auc``, ``.ks``, ``.gini``,
+    ``.top10_rate`` and, for a federated model, ``.auc_change_pct`` / ``.ks_change_pct``
+    against its bank-only model (:func:`privfin.evaluation.metrics.compare`). The labels and
+    scores are saved as the ``holdout_scores`` artifact for the report.
+
+    Security: no messages. The bank uses only the holdout scores it already holds (see the
+    ``lr`` and ``boost`` steps); the artifact stays in its own job store. Passive parties do
+    nothing in this step.
+    """
+    import pandas as pd
+
+    from privfin.errors import ConfigError
+    from privfin.evaluation.metrics import BANK_ONLY, compare, evaluate
+
+    if not ctx.is_active:
+        return
+    scores = ctx.state.get("scores") or {}
+    if not scores:
+        raise ConfigError("the evaluate step needs an lr or boost step before it", key=f"steps.{ctx.step_name}",
+                          file=ctx.spec.file)
+    table = _aligned_table(ctx)
+    y = table.label[holdout_mask(table.ids, ctx.param(params, "holdout_percent", int, 30))]
+    frame: dict[str, np.ndarray] = {"y": np.asarray(y)}
+    evals = {}
+    for name, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        if s.shape != y.shape:
+            raise ConfigError(f"the {name} scores cover {len(s)} rows but the holdout has {len(y)}: use the model "
+                              "steps' holdout_percent", key=f"steps.{ctx.step_name}.holdout_percent", file=ctx.spec.file)
+        frame[name] = s
+        evals[name] = ev = evaluate(y, s, name)
+        for k in ("auc", "ks", "gini", "top10_rate"):
+            ctx.metric(f"{name}.{k}", round(float(getattr(ev, k)), 6))
+    for fed, base in BANK_ONLY.items():
+        if fed in evals and base in evals:
+            c = compare(evals[base], evals[fed])
+            ctx.metric(f"{fed}.auc_change_pct", round(c["auc_change_pct"], 2))
+            ctx.metric(f"{fed}.ks_change_pct", round(c["ks_change_pct"], 2))
+    ctx.metric("holdout_rows", int(len(y)))
+    ctx.save_table("holdout_scores", pd.DataFrame(frame))
+
+
+# ------------------------------------------------------------------------------ marketing (issue 8)
+
+def _restrict_woe(ctx: StepContext, keep: list[str]) -> None:
+    """Keep only the named features in this party's ``woe`` state (bins, names, WOE frame)."""
+    w = ctx.state["woe"]
+    wanted = set(keep)
+    idx = [j for j, nm in enumerate(w["names"]) if nm in wanted]
+    w["names"] = [w["names"][j] for j in idx]
+    w["bins"] = np.asarray(w["bins"])[:, idx]
+    if w.get("woe") is not None:
+        w["woe"] = w["woe"][w["names"]]
+    if w.get("aliases") is not None:
+        w["aliases"] = [w["aliases"][j] for j in idx]
+
+
+def _decorrelate(ctx: StepContext, ranked: list[str], max_corr: float) -> list[str]:
+    """``ranked`` (own feature names, best first) without any feature whose WOE values correlate
+    with a better retained one by more than ``max_corr`` (|r|; constant columns count as 0)."""
+    if not ranked:
+        return []
+    frame = (ctx.state.get("woe") or {}).get("woe")
+    if frame is None:
+        from privfin.errors import ConfigError
+
+        raise ConfigError("iv_select with max_corr needs share_woe = true in the woe step",
+                          key=f"steps.{ctx.step_name}.max_corr", file=ctx.spec.file)
+    X = frame[ranked].to_numpy(dtype=np.float64)
+    X = X - X.mean(axis=0)
+    norm = np.sqrt((X * X).sum(axis=0))
+    Z = X / np.where(norm > 0, norm, 1.0)
+    kept: list[int] = []
+    for j in range(len(ranked)):
+        if not kept or np.max(np.abs(Z[:, kept].T @ Z[:, j])) <= max_corr:
+            kept.append(j)
+    return [ranked[j] for j in kept]
+
+
+@step("iv_select")
+def iv_select_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Short list by information value (stand-in until a full ``screen`` step is wired).
+
+    Parameters: ``top_k`` (default 20): passive parties' features kept, pooled, by IV;
+    ``own_top_k`` (default ``top_k``): the bank's own features kept, by IV, chosen apart so the
+    bank-only baseline of a later ``lr`` step gets the bank's best own short list; ``min_iv``
+    (default 0.02): no feature below it is kept; ``max_corr`` (default none): redundancy filter
+    inside each passive party, see below; ``candidates`` (default: all). Needs a ``woe``
+    step before; after a ``screen`` step it chooses among the features that screening kept. The
+    bank ranks every candidate's IV (passive ones under their aliases) and tells each passive
+    party which of its aliases are kept; every party then restricts its ``woe`` state, so a later
+    ``lr`` step trains on the short list. Metrics at the bank: ``kept.own``, ``kept.<party>``.
+
+    With ``max_corr``: the bank first sends each passive party its share of the pooled top
+    ``candidates`` aliases (IV >= ``min_iv``), in descending IV order (``select/candidates``); the passive party
+    walks that list and drops every feature whose WOE values (its own aligned rows, in the clear
+    at home; needs ``share_woe = true``) correlate with an already retained one by more than
+    ``max_corr`` in absolute value, and returns the retained aliases (``select/survivors``); the
+    bank keeps the pooled top ``top_k`` of the survivors. The bank's own features are filtered
+    the same way among themselves (no cross-party correlation is computed).
+
+    Security: the bank learns nothing new from the IVs (it computed them in ``woe``); with
+    ``max_corr`` it learns which candidates a passive party found redundant (pairs above
+    ``max_corr``, no coefficient). Each passive party learns which of its own features were kept
+    (``select/keep``, plaintext): that they rank among the passive features' top ``top_k`` by IV
+    and, with ``max_corr``, the IV order of its candidates; nothing about the bank's features.
+    """
+    if (ctx.state.get("woe") or {}).get("names") is None:
+        from privfin.errors import ConfigError
+
+        raise ConfigError("the iv_select step needs a woe step before it", key=f"steps.{ctx.step_name}",
+                          file=ctx.spec.file)
+    top_k = ctx.param(params, "top_k", int, 20)
+    own_top_k = ctx.param(params, "own_top_k", int, top_k)
+    min_iv = float(ctx.param(params, "min_iv", (int, float), 0.02))
+    max_corr = ctx.param(params, "max_corr", (int, float), None)
+    n_cand = ctx.param(params, "candidates", int, None)
+    if ctx.is_active:
+        res = ctx.state["woe"]["result"]
+        screened = ctx.state.get("screen")
+        allowed = set(ctx.state["woe"]["names"]) | {k for k, f in res.features.items() if f.party != ctx.party}
+        if screened is not None:
+            allowed &= set(ctx.state["woe"]["names"]) | set(screened.kept)
+        ranked = [k for k, f in sorted(res.features.items(), key=lambda kv: (-kv[1].stats.iv, kv[0]))
+                  if f.stats.iv >= min_iv and k in allowed]
+        own = [k for k in ranked if res.features[k].party == ctx.party]
+        kept = [k for k in ranked if res.features[k].party != ctx.party]
+        if max_corr is not None:
+            own = _decorrelate(ctx, own, float(max_corr))
+            cand = kept if n_cand is None else kept[:n_cand]
+            for p in ctx.passive:
+                ctx.chan.send(p, "select/candidates", [k for k in cand if res.features[k].party == p],
+                              kind=Kind.PLAINTEXT)
+            got = ctx.chan.gather("select/survivors", frm=ctx.passive, expect=list)
+            survivors = {(p, str(a)) for p, lst in got.items() for a in lst}
+            if any(a not in set(cand) or res.features[a].party != p for p, a in survivors):
+                raise ProtocolError("a passive party returned a feature that was not its candidate")
+            kept = [k for k in cand if (res.features[k].party, k) in survivors]
+        own, kept = own[:own_top_k], kept[:top_k]
+        for p in ctx.passive:
+            aliases = [k for k in kept if res.features[k].party == p]
+            ctx.chan.send(p, "select/keep", aliases, kind=Kind.PLAINTEXT)
+            ctx.metric(f"kept.{p}", len(aliases))
+        _restrict_woe(ctx, own)
+        ctx.metric("kept.own", len(own))
+    else:
+        w = ctx.state["woe"]
+        by_alias = dict(zip(w["aliases"], w["names"]))  # features still in the woe state
+        if max_corr is not None:
+            cand = [str(a) for a in ctx.chan.recv(ctx.active, "select/candidates", expect=list)]
+            if any(a not in by_alias for a in cand):
+                raise ProtocolError(f"'{ctx.active}' sent unknown feature aliases")
+            names = _decorrelate(ctx, [by_alias[a] for a in cand], float(max_corr))
+            ctx.chan.send(ctx.active, "select/survivors", [a for a in cand if by_alias[a] in set(names)],
+                          kind=Kind.PLAINTEXT)
+        aliases = [str(a) for a in ctx.chan.recv(ctx.active, "select/keep", expect=list)]
+        unknown = [a for a in aliases if a not in by_alias]
+        if unknown:
+            raise ProtocolError(f"'{ctx.active}' selected {len(unknown)} unknown feature aliases")
+        _restrict_woe(ctx, [by_alias[a] for a in aliases])
+        ctx.metric("kept", len(aliases))
+
+
+@step("score_prospects")
+def score_prospects_step(ctx: StepContext, params: dict[str, Any]) -> None:
+    """Each passive party scores its prospects and sends the bank the ids of the top-ranked ones.
+
+    Prospects are the passive party's own rows outside the intersection (e.g. enterprises the
+    bank does not serve yet). The passive party bins them with its own binner, WOE-codes them
+    with its own WOE tables and ranks them by its own part of the ``lr`` model (its
+    coefficients times its WOE features: the bank's features and intercept are unknown for a
+    prospect and taken as constant). Parameters: exactly one of ``top_k`` (ids per passive
+    party) or ``top_percent`` (of its prospects, rounded up). Needs ``woe`` (``share_woe =
+    true``) and ``lr`` (``features = "woe"``) steps before. The bank stores the ids as the
+    ``prospects`` artifact (``party``, ``id``). If the ``lr`` step left holdout scores in
+    ``ctx.state["scores"]``, the bank also records ``top_<p>pct_rate_<model>`` (response rate of
+    its holdout customers in the top ``top_percent``) and ``holdout_base_rate``.
+
+    Security: one message, ``prospects/top_ids`` (plaintext), passive -> bank: the ids of the
+    selected prospects in sorted order (no scores, no ranks). The bank learns those ids -- the
+    disclosure the job grants -- and, with ``top_percent``, the passive party's number of
+    prospects to within rounding. The passive party learns nothing new (nothing is sent to it).
+    """
+    import math
+
+    import pandas as pd
+
+    from privfin.errors import ConfigError
+    from privfin.models.scorecard import woe_per_bin
+
+    top_k = ctx.param(params, "top_k", int, None)
+    top_pct = ctx.param(params, "top_percent", (int, float), None)
+    if (top_k is None) == (top_pct is None) or (top_k is not None and top_k < 1) or \
+            (top_pct is not None and not 0 < top_pct <= 100):
+        raise ConfigError("score_prospects needs exactly one of top_k (>= 1) or top_percent (0-100]",
+                          key=f"steps.{ctx.step_name}", file=ctx.spec.file)
+    woe, model = ctx.state.get("woe") or {}, ctx.state.get("lr")
+    if woe.get("woe") is None or model is None or len(model.coef) != woe["woe"].shape[1]:
+        raise ConfigError("score_prospects needs a woe step (share_woe = true) and an lr step on WOE features "
+                          "before it", key=f"steps.{ctx.step_name}", file=ctx.spec.file)
+    if ctx.is_active:
+        got = ctx.chan.gather("prospects/top_ids", frm=ctx.passive, expect=np.ndarray)
+        frame = pd.concat([pd.DataFrame({"party": p, "id": ids.astype(str)}) for p, ids in got.items()],
+                          ignore_index=True)
+        ctx.save_table("prospects", frame)
+        for p, ids in got.items():
+            ctx.metric(f"prospects.{p}", len(ids))
+        scores = ctx.state.get("scores") or {}
+        if scores and top_pct is not None:
+            from privfin.evaluation.metrics import response_rate_top
+
+            table = ctx.state["table"]
+            lr_params = next((s.params for s in ctx.spec.steps if s.name == "lr"), {})
+            y = table.label[holdout_mask(table.ids, int(lr_params.get("holdout_percent", 30)))]
+            ctx.metric("holdout_base_rate", round(float(y.mean()), 6))
+            for name, s in scores.items():
+                if isinstance(s, np.ndarray) and s.shape == y.shape:
+                    ctx.metric(f"top_{top_pct:g}pct_rate_{name}", round(response_rate_top(y, s, float(top_pct)), 6))
+        return
+    from privfin.runtime.inputs import load_party_table
+
+    full = load_party_table(ctx.spec, ctx.party, ctx.data_dir, check_duplicates=False)
+    ids = full.ids
+    first = ~pd.Series(ids).duplicated().to_numpy()
+    prospect = first & ~pd.Series(ids).isin(set(ctx.state["table"].ids)).to_numpy()
+    names = [str(c) for c in woe["woe"].columns]
+    binner = ctx.state["binning"]["binner"]
+    cols = [list(woe["names"]).index(nm) for nm in names]
+    P = binner.transform(full.features.loc[prospect])  # every column the binner was fitted on
+    all_names = list(ctx.state["binning"]["names"])
+    X = np.empty((int(prospect.sum()), len(names)))
+    for j, (nm, c) in enumerate(zip(names, cols)):
+        table = woe_per_bin(np.asarray(woe["bins"])[:, c], woe["woe"][nm].to_numpy(), int(binner.bins_[nm].n_bins))
+        X[:, j] = table[P[:, all_names.index(nm)].astype(np.int64)]
+    score = X @ np.asarray(model.coef, dtype=np.float64)
+    n = len(score)
+    k = min(n, top_k if top_k is not None else math.ceil(n * float(top_pct) / 100 - 1e-9))
+    top = np.argsort(-score, kind="stable")[:k]
+    chosen = np.sort(ids[prospect][top].astype(str))
+    ctx.chan.send(ctx.active, "prospects/top_ids", chosen, kind=Kind.PLAINTEXT)
+    ctx.save_table("prospect_scores", pd.DataFrame({"id": ids[prospect], "score": score}))
+    ctx.metric("prospects", n)
+    ctx.metric("sent", int(k))

@@ -235,6 +235,17 @@ def test_evaluate_and_compare():
     assert df["auc_change_pct"].iloc[0] == 0.0 and df["auc_change_pct"].iloc[1] == pytest.approx(c["auc_change_pct"])
     with pytest.raises(DataError, match="baseline"):
         M.metrics_frame([bank], baseline="nope")
+    # each federated model against its own bank-only counterpart
+    lr, boost, own_boost = (M.evaluate(y, s + rng.normal(scale=sc, size=len(y)), nm)
+                            for nm, sc in (("lr", 0.3), ("boost", 0.2), ("bank_only_boost", 0.8)))
+    df = M.metrics_frame([M.evaluate(y, bank_s := s + rng.normal(size=len(y)), "bank_only"), lr, boost, own_boost],
+                         baseline=M.BANK_ONLY).set_index("name")
+    assert df.loc["boost", "vs"] == "bank_only_boost" and df.loc["lr", "vs"] == "bank_only"
+    assert df.loc["boost", "auc_change_pct"] == pytest.approx(M.compare(own_boost, boost)["auc_change_pct"])
+    assert df.loc["lr", "ks_change_pct"] == pytest.approx(M.compare(M.evaluate(y, bank_s), lr)["ks_change_pct"])
+    assert np.isnan(df.loc["bank_only", "auc_change_pct"])
+    with pytest.raises(DataError, match="bank_only_boost"):
+        M.metrics_frame([bank, boost], baseline=M.BANK_ONLY)
     with pytest.raises(DataError, match="'auc' and 'ks'"):
         M.compare({"auc": 0.7}, fed)
 

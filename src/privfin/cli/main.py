@@ -28,6 +28,8 @@ data_app = typer.Typer(help="Generated data.", no_args_is_help=True)
 for sub, name in ((certs_app, "certs"), (party_app, "party"), (jobs_app, "jobs"), (bench_app, "bench"),
                   (data_app, "data")):
     app.add_typer(sub, name=name)
+scorecard_app = typer.Typer(help="This party's scorecard from a job: JSON export, readable table.", no_args_is_help=True)
+app.add_typer(scorecard_app, name="scorecard")
 
 console = Console()
 err = Console(stderr=True)
@@ -162,6 +164,81 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefi
                           f"{e.nbytes:>12,}")
 
 
+@jobs_app.command("report")
+@friendly
+def jobs_report(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")], config: ConfigOpt,
+                out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: "
+                                                         "reports/JOB.html next to the job store).")] = None) -> None:
+    """Write this party's self-contained HTML report of one job and print its path."""
+    from privfin.reports import write_job_report
+    from privfin.runtime.store import JobStore
+
+    cfg = PartyConfig.load(config)
+    store = JobStore(cfg.job_store)
+    job = store.job(job_id)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} (or the prefix is ambiguous)", file=str(store.path))
+    console.print(f"report: {write_job_report(store, job['id'], cfg.name, out=out)}")
+
+
+def _job_scorecard(job_id: str, config: Path) -> Any:
+    from privfin.models.scorecard import scorecard_from_job
+    from privfin.runtime.store import JobStore
+
+    store = JobStore(PartyConfig.load(config).job_store)
+    job = store.job(job_id)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} (or the prefix is ambiguous)", file=str(store.path))
+    return scorecard_from_job(job)
+
+
+@scorecard_app.command("export")
+@friendly
+def scorecard_export(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")],
+                     config: ConfigOpt,
+                     out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")]) -> None:
+    """Write this party's own points table (and, at the bank, the base points) as JSON."""
+    card = _job_scorecard(job_id, config)
+    out.write_text(card.to_json() + "\n", encoding="utf-8")
+    console.print(f"scorecard of '{card.party}' ({len(card.features)} features) written to {out}")
+
+
+@scorecard_app.command("show")
+@friendly
+def scorecard_show(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")],
+                   config: ConfigOpt) -> None:
+    """Print this party's own points table."""
+    console.print(_job_scorecard(job_id, config).to_rich())
+
+
+@jobs_app.command("selection")
+@friendly
+def jobs_selection(job_id: Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")],
+                   config: ConfigOpt,
+                   csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV here.")] = None,
+                   html: Annotated[Path | None, typer.Option(help="Also write the <table> fragment here.")] = None
+                   ) -> None:
+    """Print the feature-selection report of a job with a screen step (at the active party)."""
+    from privfin.features.report import SelectionReport
+    from privfin.runtime.store import JobStore
+
+    store = JobStore(PartyConfig.load(config).job_store)
+    job = store.job(job_id)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} (or the prefix is ambiguous)", file=str(store.path))
+    arts = [a for a in job["artifacts"] if a.name == "selection"]
+    if not arts:
+        raise ConfigError(f"job {job['id']} has no selection report at this party (a screen step stores it at "
+                          "the active party)", file=str(store.path))
+    rep = SelectionReport.read(arts[-1].path)
+    console.print(rep.rich_table())
+    if csv is not None:
+        console.print(f"csv: {rep.to_csv(csv)}")
+    if html is not None:
+        html.write_text(rep.to_html() + "\n", encoding="utf-8")
+        console.print(f"html: {html}")
+
+
 @jobs_app.command("rerun")
 @friendly
 def jobs_rerun(job_id: Annotated[str, typer.Argument(help="The job to run again (as a new job).")],
@@ -186,35 +263,115 @@ def jobs_rerun(job_id: Annotated[str, typer.Argument(help="The job to run again 
 
 
 # -- demo -----------------------------------------------------------------------------------------
-@app.command("demo")
+demo_app = typer.Typer()
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback(invoke_without_command=True)
 @friendly
-def demo(data_dir: Annotated[Path | None, typer.Option(help="Run on the FATE-style vertical split in this folder "
+def demo(ctx: typer.Context,
+         data_dir: Annotated[Path | None, typer.Option(help="Run on the FATE-style vertical split in this folder "
                                                               "(default_credit_hetero_{guest,host}.csv), read in place.")] = None,
          rows: Annotated[int, typer.Option(help="Rows of the bank's generated table.")] = 20000,
          seed: Annotated[int, typer.Option(help="Seed of the data generator.")] = 0,
          workdir: Annotated[Path | None, typer.Option(help="Where certificates, configs and job stores go "
-                                                           "(default: a new temp folder).")] = None) -> None:
-    """Run the risk-scorecard pipeline: every party its own process on loopback TLS."""
-    from privfin.runtime.store import JobStore
-    from privfin.scenarios.demo import run_demo
+                                                           "(default: a new temp folder).")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print only the summary as one JSON object.")] = False,
+         ) -> None:
+    """Run the risk-scorecard pipeline: every party its own process on loopback TLS.
 
-    source = f"real data in {data_dir}" if data_dir else f"generated data ({rows:,} bank rows, seed {seed})"
-    console.print(f"[bold]privfin demo[/]: bank (active) + gov (passive), {source}")
-    with Live(console=console, refresh_per_second=4) as live:
-        res = run_demo(workdir=workdir, data_dir=data_dir, rows=rows, seed=seed,
-                       on_status=lambda s: live.update(render.steps_table(s)))
-    status = res.status
-    console.print(render.metrics_table(status["metrics"], title="summary at the bank"))
-    console.print(render.ledger_table(JobStore(res.bank_store).ledger_summary(res.job_id),
-                                      title="what the bank received"))
-    m = {k: v for s_, k, v in status["metrics"] if s_ == "lr"}
-    if "auc_federated" in m:
-        console.print(f"[bold]holdout[/] AUC bank-only {m['auc_bank_only']:.4f} -> federated {m['auc_federated']:.4f} "
-                      f"({m['auc_change_pct']:+.1f}%); KS {m['ks_bank_only']:.4f} -> {m['ks_federated']:.4f} "
-                      f"({m['ks_change_pct']:+.1f}%)")
-    console.print(f"workdir: {res.workdir}  (party configs, logs, job stores; "
-                  f"`privfin jobs show {res.job_id} -c {res.workdir / 'bank' / 'party.toml'}`)")
+    `privfin demo marketing` runs the precision-marketing pipeline instead.
+    """
+    if ctx.invoked_subcommand:
+        return
+    from privfin.runtime.store import JobStore
+    from privfin.scenarios.demo import run_demo, summary
+
+    if as_json:
+        res = run_demo(workdir=workdir, data_dir=data_dir, rows=rows, seed=seed)
+    else:
+        source = f"real data in {data_dir}" if data_dir else f"generated data ({rows:,} bank rows, seed {seed})"
+        console.print(f"[bold]privfin demo[/]: bank (active) + gov (passive), {source}")
+        with Live(console=console, refresh_per_second=4) as live:
+            res = run_demo(workdir=workdir, data_dir=data_dir, rows=rows, seed=seed,
+                           on_status=lambda s: live.update(render.steps_table(s)))
+    status, out = res.status, summary(res)
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(render.metrics_table(status["metrics"], title="summary at the bank"))
+        console.print(render.ledger_table(JobStore(res.bank_store).ledger_summary(res.job_id),
+                                          title="what the bank received"))
+        bank = out["bank_only"]
+        for name, base in (("lr", bank), ("boost", out["bank_only_boost"])):
+            fed = out["federated"][name]
+            if fed and base:
+                console.print(f"[bold]holdout {name:5}[/] AUC bank-only {base['auc']:.4f} -> federated {fed['auc']:.4f} "
+                              f"({100 * (fed['auc'] / base['auc'] - 1):+.1f}%); KS {base['ks']:.4f} -> "
+                              f"{fed['ks']:.4f} ({100 * (fed['ks'] / base['ks'] - 1):+.1f}%)")
+        console.print(f"workdir: {res.workdir}  (party configs, logs, job stores; "
+                      f"`privfin jobs show {res.job_id} -c {res.workdir / 'bank' / 'party.toml'}`)")
+        if res.report is not None:
+            console.print(f"report: {res.report}")
     bad = {p: c for p, c in res.exit_codes.items() if c}
+    if status["status"] != "succeeded" or bad:
+        err.print(f"[red]demo failed:[/] {status.get('error') or bad}", highlight=False)
+        raise typer.Exit(1)
+
+
+@demo_app.command("marketing")
+@friendly
+def demo_marketing(rows: Annotated[int, typer.Option(help="Rows of the bank's generated table (and, by default, "
+                                                          "of the government's).")] = 20000,
+                   gov_rows: Annotated[int | None, typer.Option(help="Enterprises at the government (default: "
+                                                                 "--rows); those not at the bank are prospects.")] = None,
+                   features: Annotated[int, typer.Option(help="Government features to screen (24-408).")] = 408,
+                   short_list: Annotated[int, typer.Option(help="Government features kept by screening.")] = 20,
+                   top_percent: Annotated[float, typer.Option(help="Prospects the government sends the bank, "
+                                                                   "% of its prospects.")] = 10.0,
+                   seed: Annotated[int, typer.Option(help="Seed of the data generator.")] = 0,
+                   workdir: Annotated[Path | None, typer.Option(help="Where certificates, configs, data and job "
+                                                                "stores go (default: a new temp folder).")] = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Run the precision-marketing pipeline on generated data.
+
+    Screens the government's features, trains a federated model on the bank's campaign responses,
+    scores the prospects at the government and prints the top-decile response rates of the
+    bank-only and the federated targeting.
+    """
+    from privfin.scenarios.marketing import run_marketing
+
+    if not as_json:
+        console.print(f"[bold]privfin demo marketing[/]: bank (active) + gov (passive), generated data "
+                      f"({rows:,} bank rows, {features} government features, seed {seed})")
+    with Live(console=console, refresh_per_second=4, transient=as_json) as live:
+        res = run_marketing(workdir=workdir, rows=rows, seed=seed, gov_features=features, gov_rows=gov_rows,
+                            top_k_features=short_list, top_percent=top_percent,
+                            on_status=None if as_json else lambda s: live.update(render.steps_table(s)))
+    status, ev = res.status, res.evaluation
+    if as_json:
+        print(json.dumps({"wall_s": res.wall_s, "status": status["status"], **ev}))
+    else:
+        wanted = ("iv_select", "screen", "lr", "score_prospects", "psi")
+        console.print(render.metrics_table([m for m in status["metrics"] if m[0] in wanted],
+                                           title="summary at the bank"))
+        h, p = ev.get("holdout", {}), ev.get("prospects")
+        if "top_rate_lr" in h:
+            console.print(f"[bold]holdout customers[/], top {top_percent:g}% response rate: bank-only "
+                          f"{h['top_rate_bank_only']:.4f} -> federated {h['top_rate_lr']:.4f} "
+                          f"(lift {h['top_rate_lr'] / max(h['top_rate_bank_only'], 1e-12):.2f}x; base rate "
+                          f"{h['base_rate']:.4f})")
+        if "auc_federated" in h:
+            console.print(f"[bold]holdout customers[/], AUC bank-only {h['auc_bank_only']:.4f} -> federated "
+                          f"{h['auc_federated']:.4f}; KS {h['ks_bank_only']:.4f} -> {h['ks_federated']:.4f}")
+        if p:
+            console.print(f"[bold]prospects[/] (true responses from the evaluation-only ground truth): top "
+                          f"{top_percent:g}% by the government's score {p['targeted_rate']:.4f} vs bank-only "
+                          f"targeting (no data on prospects: the base rate) {p['base_rate']:.4f}: lift "
+                          f"{p['lift']:.2f}x ({p['targeted']:,} of {p['prospects']:,} prospects)")
+        console.print(f"wall {res.wall_s:.1f} s; workdir: {res.workdir}  (`privfin jobs show {res.job_id} -c "
+                      f"{res.workdir / 'bank' / 'party.toml'}`)")
+    bad = {p_: c for p_, c in res.exit_codes.items() if c}
     if status["status"] != "succeeded" or bad:
         err.print(f"[red]demo failed:[/] {status.get('error') or bad}", highlight=False)
         raise typer.Exit(1)
@@ -227,13 +384,29 @@ def data_synth(out: Annotated[Path, typer.Option(help="Output folder.")],
                rows: Annotated[int, typer.Option(help="Rows of the bank's table.")] = 20000,
                seed: Annotated[int, typer.Option(help="Seed.")] = 0,
                overlap: Annotated[float, typer.Option(help="Share of the bank's ids also at the government.")] = 0.7,
+               features: Annotated[int, typer.Option(help="Government features (24-408; extras are monthly-series "
+                                                          "aggregates).")] = 24,
+               gov_rows: Annotated[int | None, typer.Option(help="Enterprises at the government (default: --rows); "
+                                                             "those that are not bank customers are prospects.")] = None,
+               response: Annotated[bool, typer.Option(help="Add the marketing-response label and the prospects' "
+                                                           "ground truth.")] = True,
                fmt: Annotated[str, typer.Option(help="csv or parquet.")] = "csv") -> None:
-    """Generate the bank and government tables (seeded; see privfin.scenarios.synth)."""
+    """Generate the bank and government tables (seeded; see privfin.scenarios.synth).
+
+    Files: bank (id, default label y, marketing label response, bank features) -- the bank's
+    input; gov (id, government features) -- the government's input; prospects_truth (id,
+    true_response of every government id that is not a bank customer) -- ground truth no party
+    holds, only for evaluating targeting, never a party's input.
+    """
     from privfin.scenarios import synth
 
-    paths = synth.write(synth.generate(n_rows=rows, seed=seed, overlap=overlap), out, fmt=fmt)
+    data = synth.generate(n_rows=rows, seed=seed, overlap=overlap, n_gov_features=features, n_gov_rows=gov_rows,
+                          response=response)
+    paths = synth.write(data, out, fmt=fmt)
+    what = {"bank": "bank's input (label columns y, response)", "gov": "government's input",
+            "prospects_truth": "ground truth, evaluation only: no party holds it"}
     for k, v in paths.items():
-        console.print(f"{k}: {v}")
+        console.print(f"{k}: {v}  ({what.get(k, '')})", highlight=False)
 
 
 # -- bench --------------------------------------------------------------------------------------------
@@ -333,12 +506,36 @@ def bench_lr(data_dir: Annotated[str | None, typer.Option(help="The FATE default
              batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 1024,
              learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
              l2: Annotated[float, typer.Option(help="L2 penalty.")] = 0.0,
+             predict: Annotated[int, typer.Option(help="Then run federated prediction: the holdout batch and "
+                                                  "this many single-id requests (p50/p99 latency).")] = 0,
              as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Vertical federated logistic regression on default-credit against the same algorithm trained centrally."""
     from privfin.bench.lr import run_lr_bench
 
     _emit(run_lr_bench(data_dir, passives=passives, key_bits=key_bits, epochs=epochs, batch_size=batch_size,
-                       learning_rate=learning_rate, l2=l2), as_json)
+                       learning_rate=learning_rate, l2=l2, predict=predict), as_json)
+
+
+@bench_app.command("boost")
+@friendly
+def bench_boost(data_dir: Annotated[str | None, typer.Option(help="The FATE default-credit split (default "
+                                                             "../shared/data/fate when present, else generated data).")] = None,
+                passives: Annotated[int, typer.Option(help="Passive parties (the provider's features split among them).")] = 1,
+                trees: Annotated[int, typer.Option(help="Boosting rounds.")] = 30,
+                depth: Annotated[int, typer.Option(help="Tree depth.")] = 3,
+                bins: Annotated[int, typer.Option(help="Quantile bins per feature.")] = 32,
+                learning_rate: Annotated[float, typer.Option(help="Learning rate (eta).")] = 0.3,
+                reg_lambda: Annotated[float, typer.Option(help="L2 regularization lambda.")] = 0.1,
+                key_bits: Annotated[int, typer.Option(help="OU modulus.")] = 2048,
+                rows: Annotated[int | None, typer.Option(help="Only the first rows by id (generated: row count).")] = None,
+                generated: Annotated[bool, typer.Option(help="Generated data even where default-credit exists.")] = False,
+                as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """SecureBoost on default-credit (training + federated holdout prediction) against xgboost on the joined bins."""
+    from privfin.bench.boost import run_boost_bench
+
+    _emit(run_boost_bench(data_dir, passives=passives, n_trees=trees, max_depth=depth, bins=bins,
+                          learning_rate=learning_rate, reg_lambda=reg_lambda, key_bits=key_bits, rows=rows,
+                          generated=generated), as_json)
 
 
 @bench_app.command("ss")

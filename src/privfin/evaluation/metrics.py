@@ -365,22 +365,41 @@ def compare(bank_only: ModelEval | Mapping[str, Any], federated: ModelEval | Map
             "ks_bank_only": kb, "ks_federated": kf, "ks_change_pct": pct(kf, kb)}
 
 
-def metrics_frame(evals: Sequence[ModelEval], baseline: str | None = None) -> pd.DataFrame:
-    """One row per model; with ``baseline`` (a model name) also the relative change of AUC and KS."""
+#: Each federated model's bank-only counterpart (same algorithm, split and parameters), by the
+#: model names the pipeline's steps use.
+BANK_ONLY: dict[str, str] = {"lr": "bank_only", "boost": "bank_only_boost"}
+
+
+def metrics_frame(evals: Sequence[ModelEval], baseline: str | Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per model; with ``baseline`` also the relative change of AUC and KS (column
+    ``vs``: the model compared against).
+
+    ``baseline`` is one model name (every model against it), or a mapping from model to its own
+    baseline (e.g. :data:`BANK_ONLY`); models without one get no change.
+    """
     if not evals:
         raise DataError("no models to tabulate")
     df = pd.DataFrame([e.as_dict() for e in evals])
-    if baseline is not None:
-        base = next((e for e in evals if e.name == baseline), None)
-        if base is None:
-            raise DataError(f"baseline model {baseline!r} is not among {[e.name for e in evals]}")
-        ch = [compare(base, e) for e in evals]
-        df["auc_change_pct"] = [c["auc_change_pct"] for c in ch]
-        df["ks_change_pct"] = [c["ks_change_pct"] for c in ch]
+    if baseline is None:
+        return df
+    by_name = {e.name: e for e in evals}
+    if isinstance(baseline, str):
+        if baseline not in by_name:
+            raise DataError(f"baseline model {baseline!r} is not among {list(by_name)}")
+        pairs = {e.name: baseline for e in evals}
+    else:
+        missing = sorted({b for m, b in baseline.items() if m in by_name and b not in by_name})
+        if missing:
+            raise DataError(f"baseline models {missing} are not among {list(by_name)}")
+        pairs = {m: b for m, b in baseline.items() if m in by_name}
+    ch = [compare(by_name[pairs[e.name]], e) if e.name in pairs else None for e in evals]
+    df["vs"] = [pairs.get(e.name, "") for e in evals]
+    df["auc_change_pct"] = [c["auc_change_pct"] if c else np.nan for c in ch]
+    df["ks_change_pct"] = [c["ks_change_pct"] if c else np.nan for c in ch]
     return df
 
 
-__all__ = ["PSI_EPSILON", "ModelEval", "ThresholdMetrics", "at_threshold", "auc", "check_scores", "compare",
+__all__ = ["BANK_ONLY", "PSI_EPSILON", "ModelEval", "ThresholdMetrics", "at_threshold", "auc", "check_scores", "compare",
            "confusion_matrix", "evaluate", "gini", "ks", "ks_curve", "lift_table", "metrics_frame",
            "population_stability_index", "precision_recall", "quantile_edges", "response_rate_top", "roc_curve",
            "score_bands", "stability_table"]

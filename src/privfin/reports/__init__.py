@@ -8,8 +8,9 @@ from privfin.reports.html import (
                                   evaluation_section,
                                   ledger_summary,
                                   report_from_store,
+                                  write_job_report,
                                   write_report,
 )
 
 __all__ = ["Html", "JobSummary", "ReportData", "build_report", "evaluation_section", "ledger_summary",
-           "report_from_store", "write_report"]
+           "report_from_store", "write_job_report", "write_report"]

@@ -153,18 +153,25 @@ def model_table(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame([{"field": k, "value": v} for k, v in d.items() if isinstance(v, (str, int, float, bool))])
 
 
-def evaluation_section(scores: Mapping[str, Any], y: Any, baseline: str = BASELINE,
+def evaluation_section(scores: Mapping[str, Any], y: Any, baseline: str | Mapping[str, str] = BASELINE,
                        bands: int | Sequence[float] = 20) -> tuple[pd.DataFrame, list[str]]:
     """Metrics table and charts for several models' scores on the same labelled rows.
 
     ``scores`` maps model name to score (higher = more likely positive); ``baseline`` names
-    the bank-only model the relative changes are computed against (if present).
+    the bank-only model the relative changes are computed against (if present), or maps each
+    federated model to its own bank-only counterpart (:data:`~privfin.evaluation.metrics.BANK_ONLY`;
+    pairs not in ``scores`` are left out).
     """
     if not scores:
         raise DataError("no model scores to evaluate")
     yy = np.asarray(y)
     evals = [M.evaluate(yy, s, name) for name, s in scores.items()]
-    table = M.metrics_frame(evals, baseline=baseline if baseline in scores else None)
+    if isinstance(baseline, str):
+        base: str | dict[str, str] | None = baseline if baseline in scores else None
+    else:
+        base = {m: b for m, b in baseline.items() if m in scores and b in scores} or (
+            BASELINE if BASELINE in scores else None)
+    table = M.metrics_frame(evals, baseline=base)
     models = {name: (yy, np.asarray(s)) for name, s in scores.items()}
     best = max(evals, key=lambda e: e.auc).name
     charts = [P.roc_svg(models), P.ks_svg(yy, models[best][1], name=best), P.lift_svg(models), P.gain_svg(models),
@@ -197,7 +204,8 @@ def _stored_comparison(metrics: Mapping[tuple[str, str], Any]) -> pd.DataFrame |
 
 def report_from_store(store: JobStore, job_id: str, party: str, *, scores: Mapping[str, Any] | None = None,
                       y: Any = None, selection: pd.DataFrame | Html | str | None = None,
-                      ledger_stores: Mapping[str, JobStore] | None = None, baseline: str = BASELINE) -> ReportData:
+                      ledger_stores: Mapping[str, JobStore] | None = None,
+                      baseline: str | Mapping[str, str] = M.BANK_ONLY) -> ReportData:
     """Report content for ``job_id`` from ``party``'s own job store.
 
     The selection section comes from ``selection`` when given, else from the job's
@@ -374,8 +382,10 @@ def _metrics_section(df: pd.DataFrame) -> str:
               "auc_change_pct": "AUC change", "ks_change_pct": "KS change", "positives": "positives", "rows": "rows"}
     shown = df.rename(columns=rename)
     fmts = {rename.get(k, k): v for k, v in fmts.items()}
-    note = ('<p class="note">Changes are relative to the bank-only model: 100·(model / bank-only − 1). '
-            "All models are evaluated on the same holdout rows at the label holder.</p>")
+    note = ('<p class="note">Changes are relative to the bank-only model named in column "vs" (the same '
+            "algorithm on the bank's features alone): 100·(model / bank-only − 1). All models are evaluated on "
+            "the same holdout rows at the label holder.</p>")
+
     return table_html(shown, formats=fmts) + note
 
 
@@ -446,5 +456,20 @@ def write_report(path: str | Path, data: ReportData) -> Path:
     return p
 
 
+def write_job_report(store: JobStore, job_id: str, party: str, *, out: str | Path | None = None,
+                     ledger_stores: Mapping[str, JobStore] | None = None) -> Path:
+    """Build ``party``'s report of ``job_id`` from its job store, write it (default
+    ``reports/<job id>.html`` beside the store) and, for a succeeded job, record it there as
+    the ``report`` artifact."""
+    from privfin.runtime.store import Artifact
+
+    data = report_from_store(store, job_id, party, ledger_stores=ledger_stores)
+    path = write_report(out or store.path.parent / "reports" / f"{data.job.job_id}.html", data)
+    if data.job.status == "succeeded":
+        store.attach_artifact(data.job.job_id, Artifact("report", "report", "report", str(path), path.stat().st_size))
+    return path
+
+
 __all__ = ["BASELINE", "HOLDOUT_ARTIFACT", "SELECTION_ARTIFACT", "Html", "JobSummary", "ReportData", "build_report",
-           "evaluation_section", "ledger_summary", "model_table", "report_from_store", "table_html", "write_report"]
+           "evaluation_section", "ledger_summary", "model_table", "report_from_store", "table_html", "write_job_report",
+           "write_report"]

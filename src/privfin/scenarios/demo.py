@@ -1,51 +1,46 @@
-"""The local demo: a bank and a government data center, each its own process, on loopback TLS.
+"""The risk-scorecard demo: a bank and a government data center, each its own process, on
+loopback TLS.
 
-It grows with the protocols: it runs every step of the risk-scorecard pipeline that exists.
+One job runs the whole pipeline (:data:`PIPELINE`): PSI -> binning and WOE/IV -> screening ->
+vertical logistic regression and SecureBoost, each beside its bank-only counterpart ->
+scorecard -> evaluation on the holdout; the bank's HTML report is written after the job
+succeeds and stored in its job store.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from privfin.config import PartyConfig
 from privfin.errors import ConfigError
-from privfin.runtime.launcher import PartyProcesses, submit, wait_job, write_deployment
 from privfin.runtime.steps import STEPS
 from privfin.scenarios import synth
+from privfin.scenarios.local import BANK, GOV, ScenarioResult, job_toml, run_local, write_report
 
-BANK, GOV = "bank", "gov"
 FATE_GUEST, FATE_HOST = "default_credit_hetero_guest.csv", "default_credit_hetero_host.csv"
 
-# The risk-scorecard pipeline in order; steps not implemented yet are skipped.
+# The risk-scorecard pipeline in order.
 PIPELINE: list[tuple[str, dict[str, Any]]] = [
     ("psi", {}),
     ("woe", {"share_woe": True}),
+    ("screen", {}),
     ("lr", {}),
+    ("boost", {}),
     ("scorecard", {}),
+    ("evaluate", {}),
 ]
+
+__all__ = ["BANK", "GOV", "PIPELINE", "DemoResult", "prepare", "run_demo", "summary"]
 
 
 @dataclass(frozen=True)
-class DemoResult:
-    job_id: str
-    status: dict[str, Any]
-    exit_codes: dict[str, int]
-    workdir: Path
-    bank_store: Path
+class DemoResult(ScenarioResult):
+    """The run (job record, exit codes, configs), the wall time and the bank's report."""
 
-
-def _job_toml(bank_input: Path, gov_input: Path, steps: list[tuple[str, dict[str, Any]]]) -> str:
-    lines = ['[job]', 'name = "risk-scorecard-demo"', '',
-             f'[parties.{BANK}]', 'role = "active"', f'input = "{bank_input}"', 'id_column = "id"',
-             'label_column = "y"', '', f'[parties.{GOV}]', 'role = "passive"', f'input = "{gov_input}"',
-             'id_column = "id"', '']
-    for name, params in steps:
-        lines += ["[[steps]]", f'name = "{name}"'] + [f"{k} = {json.dumps(v)}" for k, v in params.items()] + [""]
-    return "\n".join(lines)
+    report: Path | None = None
 
 
 def prepare(workdir: Path, data_dir: Path | None, rows: int, seed: int) -> tuple[Path, Path]:
@@ -62,19 +57,30 @@ def prepare(workdir: Path, data_dir: Path | None, rows: int, seed: int) -> tuple
 
 
 def run_demo(workdir: Path | None = None, data_dir: Path | None = None, rows: int = 20000, seed: int = 0,
-             timeout_s: float = 120.0, on_status: Any = None) -> DemoResult:
-    """Run the pipeline with every party its own process; returns the bank's final job record."""
+             timeout_s: float = 300.0, on_status: Any = None,
+             steps: list[tuple[str, dict[str, Any]]] | None = None) -> DemoResult:
+    """Run the pipeline with every party its own process; the bank's report if it succeeded."""
+    t0 = time.perf_counter()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="privfin-demo-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bank_in, gov_in = prepare(workdir, data_dir, rows, seed)
-    configs = write_deployment(workdir, [BANK, GOV], timeout_s=timeout_s)
-    steps = [(n, p) for n, p in PIPELINE if n in STEPS]
-    job_file = workdir / "job.toml"
-    job_file.write_text(_job_toml(bank_in, gov_in, steps))
-    bank_cfg = PartyConfig.load(configs[BANK])
-    with PartyProcesses(configs, exit_after=1) as procs:
-        procs.wait_ready()
-        job_id = submit(bank_cfg, job_file)
-        status = wait_job(bank_cfg, job_id, on_status=on_status)
-        codes = procs.wait(timeout=timeout_s)
-    return DemoResult(job_id, status, codes, workdir, bank_cfg.job_store)
+    steps = [(n, p) for n, p in (steps if steps is not None else PIPELINE) if n in STEPS]
+    run = run_local(workdir, job_toml("risk-scorecard-demo", bank_in, gov_in, steps, label="y"),
+                    timeout_s=timeout_s, on_status=on_status)
+    report = write_report(run) if run.status["status"] == "succeeded" else None
+    return DemoResult(run, round(time.perf_counter() - t0, 2), report)
+
+
+def summary(res: DemoResult) -> dict[str, Any]:
+    """Bank-only against federated AUC/KS on the holdout (the ``evaluate`` step's metrics)."""
+    m = res.metrics("evaluate")
+
+    def pair(name: str) -> dict[str, float] | None:
+        return {"auc": m[f"{name}.auc"], "ks": m[f"{name}.ks"]} if f"{name}.auc" in m else None
+
+    out: dict[str, Any] = {"wall_s": res.wall_s, "status": res.status["status"], "bank_only": pair("bank_only"),
+                           "federated": {"lr": pair("lr"), "boost": pair("boost")},
+                           "bank_only_boost": pair("bank_only_boost")}
+    if res.report is not None:
+        out["report"] = str(res.report)
+    return out

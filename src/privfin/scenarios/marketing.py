@@ -21,7 +21,6 @@ no better than random, i.e. the base rate).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,30 +29,18 @@ from typing import Any
 
 import pandas as pd
 
-from privfin.config import PartyConfig
-from privfin.runtime.launcher import PartyProcesses, submit, wait_job, write_deployment
 from privfin.runtime.steps import STEPS
 from privfin.scenarios import synth
+from privfin.scenarios.local import ScenarioResult, job_toml, run_local, write_report
 
-BANK, GOV = "bank", "gov"
 LABEL = "response"
 
 
 @dataclass(frozen=True)
-class MarketingResult:
+class MarketingResult(ScenarioResult):
     """The bank's job record, the exit codes, and the evaluation of both targetings."""
 
-    job_id: str
-    status: dict[str, Any]
-    exit_codes: dict[str, int]
-    workdir: Path
-    bank_store: Path
-    wall_s: float
     evaluation: dict[str, Any] = field(default_factory=dict)
-
-    def metrics(self, step: str) -> dict[str, Any]:
-        """The bank's metrics of one step, ``{key: value}``."""
-        return {k: v for s, k, v in self.status.get("metrics", []) if s == step}
 
 
 def marketing_steps(*, top_k_features: int = 20, top_percent: float = 10.0, key_bits: int = 2048,
@@ -80,21 +67,6 @@ def marketing_steps(*, top_k_features: int = 20, top_percent: float = 10.0, key_
         ("lr", {"features": "woe", "epochs": epochs, **keys}),
         ("score_prospects", {"top_percent": top_percent}),
     ]
-
-
-def job_toml(name: str, bank_input: Path, gov_input: Path, steps: list[tuple[str, dict[str, Any]]], *,
-             label: str, bank_features: list[str] | None = None) -> str:
-    """A two-party job spec: the bank (active, ``label``, optional feature list) and the government."""
-    lines = ["[job]", f"name = {json.dumps(name)}", "",
-             f"[parties.{BANK}]", 'role = "active"', f"input = {json.dumps(str(bank_input))}", 'id_column = "id"',
-             f"label_column = {json.dumps(label)}"]
-    if bank_features is not None:
-        lines.append(f"features = {json.dumps(list(bank_features))}")
-    lines += ["", f"[parties.{GOV}]", 'role = "passive"', f"input = {json.dumps(str(gov_input))}",
-              'id_column = "id"', ""]
-    for step_name, params in steps:
-        lines += ["[[steps]]", f'name = "{step_name}"'] + [f"{k} = {json.dumps(v)}" for k, v in params.items()] + [""]
-    return "\n".join(lines)
 
 
 def evaluate_prospects(prospects: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
@@ -128,24 +100,19 @@ def run_marketing(workdir: Path | None = None, rows: int = 20000, seed: int = 0,
     paths = {k: Path(v).resolve() for k, v in synth.write(data, workdir / "generated").items()}
     truth = data.prospects_truth
     del data
-    configs = write_deployment(workdir, [BANK, GOV], timeout_s=timeout_s)
     steps = marketing_steps(top_k_features=top_k_features, top_percent=top_percent, key_bits=key_bits,
                             allow_insecure_keys=allow_insecure_keys, epochs=epochs)
-    job_file = workdir / "job.toml"
-    job_file.write_text(job_toml("precision-marketing-demo", paths["bank"], paths["gov"], steps, label=LABEL,
-                                 bank_features=list(synth.BANK_FEATURES)))
-    bank_cfg = PartyConfig.load(configs[BANK])
-    with PartyProcesses(configs, exit_after=1) as procs:
-        procs.wait_ready()
-        job_id = submit(bank_cfg, job_file)
-        status = wait_job(bank_cfg, job_id, on_status=on_status)
-        codes = procs.wait(timeout=timeout_s)
+    run = run_local(workdir, job_toml("precision-marketing-demo", paths["bank"], paths["gov"], steps, label=LABEL,
+                                      bank_features=list(synth.BANK_FEATURES)),
+                    timeout_s=timeout_s, on_status=on_status)
+    status = run.status
     evaluation: dict[str, Any] = {}
     if status["status"] == "succeeded":
+        evaluation["report"] = str(write_report(run))
         art = {a["name"]: a["path"] for a in status.get("artifacts", [])}
         if "prospects" in art and truth is not None:
             evaluation["prospects"] = evaluate_prospects(pd.read_parquet(art["prospects"]), truth)
-    res = MarketingResult(job_id, status, codes, workdir, bank_cfg.job_store, 0.0, evaluation)
+    res = MarketingResult(run, 0.0, evaluation)
     m = res.metrics("lr")
     tp = res.metrics("score_prospects")
     holdout: dict[str, Any] = {k: m[k] for k in ("auc_bank_only", "auc_federated", "ks_bank_only", "ks_federated")
@@ -159,4 +126,4 @@ def run_marketing(workdir: Path | None = None, rows: int = 20000, seed: int = 0,
     if holdout:
         evaluation["holdout"] = holdout
     wall = round(time.perf_counter() - t0, 2)
-    return MarketingResult(job_id, status, codes, workdir, bank_cfg.job_store, wall, evaluation)
+    return MarketingResult(run, wall, evaluation)
