@@ -371,7 +371,8 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     ``ctx.state["scores"]`` (``"lr"``: federated, ``"bank_only"``), aligned with the holdout rows.
     """
     from privfin.models.hetero_lr import FederatedPredictor, lr_active, lr_passive, predict_passive
-    from privfin.models.logistic import LRParams, auc, ks, train_reference
+    from privfin.evaluation.metrics import auc, ks
+    from privfin.models.logistic import LRParams, train_reference
 
     table = _aligned_table(ctx)
     source = ctx.param(params, "features", str, "woe" if (ctx.state.get("woe") or {}).get("woe") is not None
@@ -438,7 +439,7 @@ def boost_step(ctx: StepContext, params: dict[str, Any]) -> None:
     each passive party's own splits; passive parties learn instance spaces, never labels,
     gradients, leaf weights or scores.
     """
-    from privfin.models.logistic import auc, ks
+    from privfin.evaluation.metrics import auc, ks
     from privfin.models.secureboost import (
         SBParams,
         SBPredictor,

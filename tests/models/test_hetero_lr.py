@@ -7,7 +7,8 @@ import pytest
 
 from privfin.errors import DataError, ProtocolError
 from privfin.models.hetero_lr import HeteroLogisticRegression, lr_active, lr_passive
-from privfin.models.logistic import LRParams, auc, train_reference
+from privfin.evaluation.metrics import auc
+from privfin.models.logistic import LRParams, train_reference
 from privfin.transport.base import Kind
 from privfin.transport.memory import MemoryNetwork, run_parties
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from privfin.errors import DataError
+from privfin.evaluation.metrics import auc, ks
 from privfin.models.logistic import (
     LRParams,
-    auc,
     batches,
     check_labels,
-    ks,
     learning_rate_at,
     sigmoid_t1,
     train_reference,
@@ -48,7 +47,7 @@ def test_reference_one_step_by_hand() -> None:
     assert b == pytest.approx(-0.5 * d.sum() / 2)
 
 
-def test_reference_learns_and_metrics_agree_with_sklearn() -> None:
+def test_reference_learns() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 5))
     y = (X @ np.array([1.0, -2.0, 0.5, 0.0, 1.0]) + rng.logistic(size=2000) > 0).astype(int)

@@ -145,7 +145,8 @@ def test_pipeline_lr_step_scores_holdout_by_masked_prediction(tmp_path, serial_e
     import pandas as pd
 
     from privfin.config import JobSpec, PartySpec, StepSpec
-    from privfin.models.logistic import LRParams, auc, train_reference
+    from privfin.evaluation.metrics import auc
+    from privfin.models.logistic import LRParams, train_reference
     from privfin.pipeline import holdout_mask, lr_step
     from privfin.runtime.inputs import PartyTable
     from privfin.runtime.steps import StepContext

@@ -192,7 +192,7 @@ allow_insecure_keys = true
 
 def test_pipeline_boost_step(tmp_path, serial_executor):
     from privfin.config import JobSpec, StepSpec
-    from privfin.models.logistic import auc
+    from privfin.evaluation.metrics import auc
     from privfin.pipeline import holdout_mask
     from privfin.runtime.steps import STEPS, StepContext
     from privfin.scenarios import synth

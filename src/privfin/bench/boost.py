@@ -31,7 +31,7 @@ from privfin.bench.harness import Timed, run_processes, warm_pool
 from privfin.bench.lr import ACTIVE, GUEST, HOST, default_data_dir, holdout_mask
 from privfin.errors import DataError
 from privfin.features.binning import Binner
-from privfin.models.logistic import auc, ks
+from privfin.evaluation.metrics import auc, ks
 from privfin.models.secureboost import (
     ActiveModel,
     PassiveModel,

@@ -36,7 +36,8 @@ import pandas as pd
 from privfin.bench.harness import Timed, run_processes, usage, warm_pool
 from privfin.errors import DataError
 from privfin.models.hetero_lr import FederatedPredictor, LRPartyModel, lr_active, lr_passive, predict_passive
-from privfin.models.logistic import LRParams, auc, ks, standardize_fit, train_reference
+from privfin.evaluation.metrics import auc, ks
+from privfin.models.logistic import LRParams, standardize_fit, train_reference
 from privfin.transport.base import Channel
 
 GUEST = "default_credit_hetero_guest.csv"

@@ -202,6 +202,8 @@ class EarlyStopping:
         self._bad = 0
 
     def score(self, z: np.ndarray) -> float:
+        from privfin.evaluation.metrics import auc  # (metrics imports this module)
+
         return auc(self.y, z) if self.params.early_stopping == "auc" else -log_loss(self.y, z)
 
     def update(self, epoch: int, z: np.ndarray) -> tuple[bool, bool]:
@@ -281,53 +283,15 @@ def standardize_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.where(sd > 0, sd, 1.0)
 
 
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (rank statistic, ties averaged)."""
-    y = check_labels(y)
-    s = np.asarray(score, dtype=np.float64)
-    pos = int(y.sum())
-    neg = len(y) - pos
-    if pos == 0 or neg == 0:
-        raise DataError("AUC needs both classes")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    ss = s[order]
-    i = 0
-    while i < len(ss):  # average ranks over ties
-        j = i
-        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
-
-
-def ks(y: np.ndarray, score: np.ndarray) -> float:
-    """Kolmogorov–Smirnov statistic: max |TPR - FPR| over thresholds."""
-    y = check_labels(y)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    ys, ss = y[order], s[order]
-    tp = np.cumsum(ys)
-    fp = np.cumsum(1.0 - ys)
-    last = np.r_[ss[1:] != ss[:-1], True]  # evaluate only at the end of tie runs
-    pos, neg = tp[-1], fp[-1]
-    if pos == 0 or neg == 0:
-        raise DataError("KS needs both classes")
-    return float(np.max(np.abs(tp[last] / pos - fp[last] / neg)))
-
-
 __all__ = [
     "EarlyStopping",
     "LRParams",
-    "auc",
     "batch_order",
     "batches",
     "check_features",
     "check_labels",
     "check_validation",
     "converged",
-    "ks",
     "learning_rate_at",
     "log_loss",
     "sgd_step",
