@@ -427,12 +427,14 @@ def boost_step(ctx: StepContext, params: dict[str, Any]) -> None:
 
     Parameters: ``trees`` (30), ``depth`` (3), ``learning_rate`` (0.3), ``reg_lambda`` (1.0),
     ``gamma`` (0), ``min_child_weight`` (1), ``subsample`` / ``colsample_bytree`` (1.0) and their
-    public ``seed`` (0), ``bins`` (32; used only when no ``binning``/``woe``
+    public ``seed`` (0), ``early_stopping_rounds`` (0: off; else on the validation rows,
+    ``validation_percent`` (10): the next band of the same MD5 rule, taken out of training), ``bins`` (32; used only when no ``binning``/``woe``
     step ran before), ``holdout_percent`` (30), ``scheme`` ("ou" | "paillier"), ``key_bits``,
     ``allow_insecure_keys`` (tests only). Every party saves only its own part of the model
     (artifact ``boost_model``, JSON, see :class:`~privfin.models.secureboost.ActiveModel` /
     :class:`~privfin.models.secureboost.PassiveModel`). The bank records holdout AUC/KS and split
-    counts per party, and keeps the holdout margins in ``ctx.state["scores"]["boost"]``.
+    counts per party, and keeps the holdout margins in ``ctx.state["scores"]["boost"]`` and those
+    of the same algorithm on its own bins alone (plaintext, at the bank) in ``["bank_only_boost"]``.
 
     Security: training and federated prediction as in :mod:`privfin.models.secureboost`: the bank
     learns every node's instance space and, per holdout row and tree, the leaves reachable under
@@ -465,19 +467,25 @@ def boost_step(ctx: StepContext, params: dict[str, Any]) -> None:
                   subsample=float(ctx.param(params, "subsample", (int, float), 1.0)),
                   colsample_bytree=float(ctx.param(params, "colsample_bytree", (int, float), 1.0)),
                   seed=ctx.param(params, "seed", int, 0),
+                  early_stopping_rounds=ctx.param(params, "early_stopping_rounds", int, 0),
                   scheme=ctx.param(params, "scheme", str, "ou", choices=("ou", "paillier")),
                   key_bits=ctx.param(params, "key_bits", int, 2048),
                   allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False))
     sp.check()
-    test = holdout_mask(table.ids, ctx.param(params, "holdout_percent", int, 30))
-    train = ~test
+    hp = ctx.param(params, "holdout_percent", int, 30)
+    test = holdout_mask(table.ids, hp)
+    val = (holdout_mask(table.ids, hp + ctx.param(params, "validation_percent", int, 10)) & ~test
+           if sp.early_stopping_rounds else np.zeros_like(test))
+    train = ~test & ~val
     if ctx.is_active:
-        model: Any = sb_active(ctx.chan, X[train], table.label[train], sp, passive=list(ctx.passive))
+        valid = (X[val], table.label[val]) if sp.early_stopping_rounds else None
+        model: Any = sb_active(ctx.chan, X[train], table.label[train], sp, passive=list(ctx.passive), valid=valid)
         with SBPredictor(ctx.chan, model) as pr:
             score = pr.predict_margin(X[test])
         ctx.state.setdefault("scores", {})["boost"] = score
         # the bank-only counterpart: the same algorithm and parameters on the bank's own bins
-        own_trees, _ = fit_plain([X[train]], table.label[train], sp)
+        own_trees, _ = fit_plain([X[train]], table.label[train], sp,
+                                 valid=None if valid is None else ([valid[0]], valid[1]))
         ctx.state["scores"]["bank_only_boost"] = predict_margin(own_trees, [X[test]], sp.base_margin)
         y = table.label[test]
         ctx.metric("auc_federated", round(float(auc(y, score)), 6))
@@ -487,7 +495,8 @@ def boost_step(ctx: StepContext, params: dict[str, Any]) -> None:
         ctx.metric("train_rows", int(train.sum()))
         ctx.metric("holdout_rows", int(test.sum()))
     else:
-        model = sb_passive(ctx.chan, X[train], sp, active=ctx.active)
+        model = sb_passive(ctx.chan, X[train], sp, active=ctx.active,
+                           bins_valid=X[val] if sp.early_stopping_rounds else None)
         sb_serve(ctx.chan, model, X[test], active=ctx.active)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     path = ctx.workdir / "boost_model.json"

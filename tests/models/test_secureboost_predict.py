@@ -190,7 +190,8 @@ allow_insecure_keys = true
 """
 
 
-def test_pipeline_boost_step(tmp_path, serial_executor):
+@pytest.mark.parametrize("stopping", [0, 1])
+def test_pipeline_boost_step(tmp_path, serial_executor, stopping):
     from privfin.config import JobSpec, StepSpec
     from privfin.evaluation.metrics import auc
     from privfin.pipeline import holdout_mask
@@ -200,7 +201,8 @@ def test_pipeline_boost_step(tmp_path, serial_executor):
     d = synth.generate(n_rows=700, seed=4, overlap=0.8)
     d.bank.to_csv(tmp_path / "bank.csv", index=False)
     d.gov.to_csv(tmp_path / "gov.csv", index=False)
-    spec = JobSpec.parse(PIPE_JOB, "job.toml", known_steps=set(STEPS))
+    job = PIPE_JOB + (f"early_stopping_rounds = {stopping}\nvalidation_percent = 20\n" if stopping else "")
+    spec = JobSpec.parse(job, "job.toml", known_steps=set(STEPS))
     net = MemoryNetwork(("bank", "gov"))
 
     def party(name):
@@ -218,7 +220,7 @@ def test_pipeline_boost_step(tmp_path, serial_executor):
     test = holdout_mask(bank.state["table"].ids, 30)
     models = {p: next(a for a in c.artifacts if a.name == "boost_model") for p, c in out.items()}
     am, pm = ActiveModel.load(models["bank"].path), PassiveModel.load(models["gov"].path)
-    assert len(am.trees) == 3 and pm.splits == gov.state["boost"].splits
+    assert (len(am.trees) == 3 if not stopping else 1 <= len(am.trees) <= 3) and pm.splits == gov.state["boost"].splits
     trees = assemble(am, {"gov": pm})
     Xs = [c.state["binning"]["bins"][test].astype(np.int64) for c in (bank, gov)]
     score = bank.state["scores"]["boost"]
@@ -227,3 +229,7 @@ def test_pipeline_boost_step(tmp_path, serial_executor):
     assert bank.metrics[("boost", "auc_federated")] == round(float(auc(y, score)), 6)
     assert bank.metrics[("boost", "holdout_rows")] == int(test.sum())
     assert "scores" not in gov.state
+    # the bank-only counterpart: the same algorithm on the bank's bins alone (with the same stopping rule)
+    assert bank.state["scores"]["bank_only_boost"].shape == score.shape
+    if stopping:
+        assert bank.metrics[("boost", "train_rows")] < int((~test).sum())
