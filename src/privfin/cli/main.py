@@ -516,6 +516,21 @@ def bench_lr(data_dir: Annotated[str | None, typer.Option(help="The FATE default
                        learning_rate=learning_rate, l2=l2, predict=predict), as_json)
 
 
+@bench_app.command("correlation")
+@friendly
+def bench_correlation(rows: Annotated[int, typer.Option(help="Rows held by both parties (generated data).")] = 30_000,
+                      a_cols: Annotated[int, typer.Option(help="The bank's (active) columns.")] = 13,
+                      p_cols: Annotated[int, typer.Option(help="The government's (passive) columns.")] = 10,
+                      key_bits: Annotated[int, typer.Option(help="Paillier modulus.")] = 2048,
+                      seed: Annotated[int, typer.Option(help="Seed of the data generator.")] = 0,
+                      check: Annotated[bool, typer.Option(help="Compare with numpy on the joined data.")] = True,
+                      as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Cross-party Pearson correlation between two processes over loopback gRPC/TLS."""
+    from privfin.bench.correlation import bench_correlation as run
+
+    _emit(run(rows, a_cols, p_cols, key_bits=key_bits, seed=seed, check=check), as_json)
+
+
 @bench_app.command("boost")
 @friendly
 def bench_boost(data_dir: Annotated[str | None, typer.Option(help="The FATE default-credit split (default "
