@@ -1,4 +1,4 @@
-"""Shared fixtures: a multi-party in-memory runner and paths to the shared real data."""
+"""Shared fixtures: paths to the shared real data and a serial executor."""
 
 from __future__ import annotations
 
@@ -28,3 +28,4 @@ def serial_executor():
     yield
     if old is not None:
         set_executor(old)
+

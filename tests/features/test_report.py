@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 
 import privfin.pipeline  # noqa: F401  (registers the steps)
-from privfin.config import JobSpec, StepSpec
+from privfin.config import JobSpec
 from privfin.features.correlation import plain_corr
 from privfin.features.federated import FeatureWoe, WoeResult
 from privfin.features.optbin import OptBinParams, column_layout, merge_bins
 from privfin.features.report import COLUMNS, SelectionReport
 from privfin.features.screening import SelectionPolicy, feature_profile, screen_stats
 from privfin.features.woe import bin_stats, counts_by_bin
-from privfin.runtime.steps import STEPS, StepContext
-from privfin.transport.memory import MemoryNetwork, run_parties
+from privfin.runtime.steps import STEPS, run_in_memory
 
 
 def _table() -> pd.DataFrame:
@@ -87,20 +86,7 @@ max_corr = 0.6
 def _run_job(tmp_path, bank_df, gov_df, text):
     bank_df.to_csv(tmp_path / "bank.csv", index=False)
     gov_df.to_csv(tmp_path / "gov.csv", index=False)
-    spec = JobSpec.parse(text, "job.toml", known_steps=set(STEPS))
-    net = MemoryNetwork(("bank", "gov"))
-
-    def party(name):
-        def run(ch):
-            ctx = StepContext(name, "j", spec, ch, tmp_path, tmp_path / name)
-            for st in [StepSpec("load")] + list(spec.steps):
-                ctx.step_name = st.name
-                with ch.stage(st.name):
-                    STEPS[st.name](ctx, st.params)
-            return ctx
-        return run
-
-    return net, run_parties(net, {"bank": party("bank"), "gov": party("gov")}, timeout=300)
+    return run_in_memory(JobSpec.parse(text, "job.toml", known_steps=set(STEPS)), tmp_path)
 
 
 def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_executor):

@@ -192,30 +192,17 @@ allow_insecure_keys = true
 
 @pytest.mark.parametrize("stopping", [0, 1])
 def test_pipeline_boost_step(tmp_path, serial_executor, stopping):
-    from privfin.config import JobSpec, StepSpec
+    from privfin.config import JobSpec
     from privfin.evaluation.metrics import auc
     from privfin.pipeline import holdout_mask
-    from privfin.runtime.steps import STEPS, StepContext
+    from privfin.runtime.steps import STEPS, run_in_memory
     from privfin.scenarios import synth
 
     d = synth.generate(n_rows=700, seed=4, overlap=0.8)
     d.bank.to_csv(tmp_path / "bank.csv", index=False)
     d.gov.to_csv(tmp_path / "gov.csv", index=False)
     job = PIPE_JOB + (f"early_stopping_rounds = {stopping}\nvalidation_percent = 20\n" if stopping else "")
-    spec = JobSpec.parse(job, "job.toml", known_steps=set(STEPS))
-    net = MemoryNetwork(("bank", "gov"))
-
-    def party(name):
-        def run(ch):
-            ctx = StepContext(name, "j", spec, ch, tmp_path, tmp_path / name)
-            for st in [StepSpec("load"), *spec.steps]:
-                ctx.step_name = st.name
-                with ch.stage(st.name):
-                    STEPS[st.name](ctx, st.params)
-            return ctx
-        return run
-
-    out = run_parties(net, {"bank": party("bank"), "gov": party("gov")}, timeout=120)
+    _, out = run_in_memory(JobSpec.parse(job, "job.toml", known_steps=set(STEPS)), tmp_path, timeout=120)
     bank, gov = out["bank"], out["gov"]
     test = holdout_mask(bank.state["table"].ids, 30)
     models = {p: next(a for a in c.artifacts if a.name == "boost_model") for p, c in out.items()}

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 import privfin.pipeline  # noqa: F401 - registers the steps
-from privfin.config import JobSpec, StepSpec
+from privfin.config import JobSpec
 from privfin.errors import ConfigError
-from privfin.runtime.steps import STEPS, StepContext
+from privfin.runtime.steps import StepContext, run_in_memory
 from privfin.runtime.store import JobStore
 from privfin.scenarios import synth
 from privfin.scenarios.marketing import evaluate_prospects, job_toml, marketing_steps, run_marketing
 from privfin.transport.base import Kind
-from privfin.transport.memory import MemoryNetwork, run_parties
+from privfin.transport.memory import MemoryNetwork
 
 SMALL_KEYS = {"key_bits": 1024, "allow_insecure_keys": True}
 
@@ -27,19 +27,7 @@ def _run_memory(tmp_path: Path, data: synth.SynthData, steps: list) -> tuple[Mem
     job = tmp_path / "job.toml"
     job.write_text(job_toml("t", paths["bank"], paths["gov"], steps, label="response",
                             bank_features=list(synth.BANK_FEATURES)))
-    spec = JobSpec.load(job)
-
-    def party(name: str):
-        def fn(chan):
-            ctx = StepContext(name, "job", spec, chan, tmp_path, tmp_path / name)
-            for st in [StepSpec("load"), *spec.steps]:
-                ctx.step_name = st.name
-                STEPS[st.name](ctx, st.params)
-            return ctx
-        return fn
-
-    net = MemoryNetwork(("bank", "gov"))
-    return net, run_parties(net, {"bank": party("bank"), "gov": party("gov")}, timeout=120)
+    return run_in_memory(JobSpec.load(job), tmp_path, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -114,3 +114,29 @@ class StepContext:
             want = f"one of {choices}" if choices else (typ.__name__ if isinstance(typ, type) else str(typ))
             raise ConfigError(f"expected {want}, got {v!r}", key=f"steps.{self.step_name}.{key}", file=self.spec.file)
         return v
+
+
+def run_in_memory(spec: JobSpec, data_dir: Path, timeout: float = 300.0) -> tuple[Any, dict[str, StepContext]]:
+    """Run ``load`` and every step of ``spec``, every party a thread on the in-memory transport
+    (tests and development; inputs relative to ``data_dir``, outputs under ``data_dir/<party>``).
+
+    Returns the :class:`~privfin.transport.memory.MemoryNetwork` (its transcript) and each
+    party's final context (state, metrics, artifacts). Nothing is written to a job store.
+    """
+    from privfin.config import StepSpec
+    from privfin.transport.memory import MemoryNetwork, run_parties
+
+    parties = tuple(spec.parties)
+    net = MemoryNetwork(parties)
+
+    def party(name: str) -> Callable[[Channel], StepContext]:
+        def run(ch: Channel) -> StepContext:
+            ctx = StepContext(name, "j", spec, ch, data_dir, data_dir / name)
+            for st in [StepSpec("load"), *spec.steps]:
+                ctx.step_name = st.name
+                with ch.stage(st.name):
+                    STEPS[st.name](ctx, st.params)
+            return ctx
+        return run
+
+    return net, run_parties(net, {p: party(p) for p in parties}, timeout=timeout)
