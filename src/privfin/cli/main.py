@@ -371,6 +371,8 @@ def demo_marketing(rows: Annotated[int, typer.Option(help="Rows of the bank's ge
                           f"{p['lift']:.2f}x ({p['targeted']:,} of {p['prospects']:,} prospects)")
         console.print(f"wall {res.wall_s:.1f} s; workdir: {res.workdir}  (`privfin jobs show {res.job_id} -c "
                       f"{res.workdir / 'bank' / 'party.toml'}`)")
+        if "report" in ev:
+            console.print(f"report: {ev['report']}")
     bad = {p_: c for p_, c in res.exit_codes.items() if c}
     if status["status"] != "succeeded" or bad:
         err.print(f"[red]demo failed:[/] {status.get('error') or bad}", highlight=False)
