@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from privfin.crypto import ou, paillier
-from privfin.crypto._he import EncryptedVector, HEPrivateKey, HEPublicKey, dict_from_bytes
+from privfin.crypto._he import EncryptedVector, HEPrivateKey, HEPublicKey, ZeroPool, dict_from_bytes
 from privfin.crypto.encoding import DEFAULT_FRAC_BITS, FixedPointEncoder
-from privfin.crypto.packing import OffsetEncoder, Packer
+from privfin.crypto.packing import OffsetEncoder, Packer, SlotPowers
 from privfin.errors import CryptoError
 
 SCHEMES = ("paillier", "ou")
@@ -55,6 +55,19 @@ def load_private_key(data: bytes | dict[str, Any]) -> HEPrivateKey:
 
 
 __all__ = [
-    "DEFAULT_FRAC_BITS", "EncryptedVector", "FixedPointEncoder", "HEPrivateKey", "HEPublicKey",
-    "OffsetEncoder", "Packer", "SCHEMES", "keygen", "load_private_key", "load_public_key", "ou", "paillier",
+    "DEFAULT_FRAC_BITS",
+    "SCHEMES",
+    "EncryptedVector",
+    "FixedPointEncoder",
+    "HEPrivateKey",
+    "HEPublicKey",
+    "OffsetEncoder",
+    "Packer",
+    "SlotPowers",
+    "ZeroPool",
+    "keygen",
+    "load_private_key",
+    "load_public_key",
+    "ou",
+    "paillier",
 ]

@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, Self
 
 import gmpy2
 import numpy as np
@@ -200,6 +202,7 @@ class HEPublicKey(ABC):
 
     scheme: ClassVar[str]
     parallel_min: ClassVar[int] = PARALLEL_MIN_EXP   # encryptions worth sending to the executor
+    plain_parallel_min: ClassVar[int] = PARALLEL_MIN_EXP  # same for randomness-free encodings
     modulus: mpz          # ciphertext modulus
     max_int: int          # public bound on |plaintext| (signed)
     key_bits: int
@@ -218,8 +221,20 @@ class HEPublicKey(ABC):
         """Randomness-free ciphertext encodings of signed ints (for adding plaintexts)."""
 
     @abstractmethod
+    def random_zeros(self, count: int) -> list[mpz]:
+        """``count`` fresh encryptions of zero, in-process (for re-randomization, or to make
+        randomness ahead: see :class:`ZeroPool` and ``encrypt_ints(..., zeros=...)``)."""
+
+    def fresh_zeros(self, count: int) -> list[mpz]:
+        """:meth:`random_zeros` for large batches (chunked over the executor)."""
+        if count < self.parallel_min:
+            return self.random_zeros(count)
+        return _dispatch(_zeros_chunk, [None] * count, spec_of(self), min_items=self.parallel_min,
+                         width=self.ciphertext_bytes)
+
     def _random_zeros(self, count: int) -> list[mpz]:
-        """Fresh encryptions of zero (for re-randomization)."""
+        """Old name of :meth:`random_zeros` (kept for callers outside :mod:`privfin.crypto`)."""
+        return self.random_zeros(count)
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]: ...
@@ -255,15 +270,42 @@ class HEPublicKey(ABC):
                         width=self.ciphertext_bytes)
         return EncryptedVector(self, obj_array(cts, shape), frac_bits)
 
-    def encrypt_ints(self, ints: Sequence[int]) -> EncryptedVector:
-        """Encrypt already-encoded signed ints (e.g. packed plaintexts) with ``frac_bits = 0``."""
+    def encrypt_ints(self, ints: Sequence[int], zeros: ZeroPool | Sequence[mpz] | None = None) -> EncryptedVector:
+        """Encrypt already-encoded signed ints (e.g. packed plaintexts) with ``frac_bits = 0``.
+
+        ``zeros``: encryptions of zero made earlier (a :class:`ZeroPool`, or a list of
+        :meth:`random_zeros` output with one element per int, each used once): then only the
+        randomness-free encodings are computed now and multiplied in; same ciphertexts."""
         vals = [int(v) for v in ints]
         if vals and max(max(vals), -min(vals)) > self.max_int:
             raise EncodingOverflowError(f"plaintext exceeds the scheme bound max_int "
                                         f"(a {self.max_int.bit_length()}-bit bound)")
-        cts = _dispatch(_encrypt_chunk, vals, spec_of(self), min_items=self.parallel_min,
-                        width=self.ciphertext_bytes)
+        if zeros is None:
+            cts = _dispatch(_encrypt_chunk, vals, spec_of(self), min_items=self.parallel_min,
+                            width=self.ciphertext_bytes)
+        else:
+            plain = _dispatch(_plain_chunk, vals, spec_of(self), min_items=self.plain_parallel_min,
+                              width=self.ciphertext_bytes)
+            cts = self.with_zeros(plain, zeros)
         return EncryptedVector(self, obj_array(cts, (len(vals),)), 0)
+
+    def with_zeros(self, plain: Sequence[mpz], zeros: ZeroPool | Sequence[mpz]) -> list[mpz]:
+        """Ciphertexts ``plain[i] * zero[i]``: randomness-free encodings (e.g. of packed rows)
+        turned into fresh encryptions by encryptions of zero from ``zeros`` (each used once)."""
+        if isinstance(zeros, ZeroPool):
+            if zeros.public_key is not self and zeros.public_key != self:
+                raise CryptoError(f"zero pool is for key {zeros.public_key.fingerprint}, not {self.fingerprint}")
+            zs = zeros.take(len(plain))
+        else:
+            zs = list(zeros)
+        if len(zs) != len(plain):
+            raise CryptoError(f"need one encryption of zero per plaintext ({len(plain)}), got {len(zs)}")
+        M = self.modulus
+        return [a * z % M for a, z in zip(plain, zs)]
+
+    def zero_pool(self, target: int, **kwargs: Any) -> ZeroPool:
+        """A :class:`ZeroPool` for this key (``target`` zeros kept ready)."""
+        return ZeroPool(self, target, **kwargs)
 
 
 class HEPrivateKey(ABC):
@@ -373,6 +415,14 @@ def _encrypt_chunk(ms: Sequence[int], spec: tuple) -> list[mpz]:
     return key_from_spec(spec)._encrypt_ints(ms)
 
 
+def _plain_chunk(ms: Sequence[int], spec: tuple) -> list[mpz]:
+    return key_from_spec(spec)._plain_ints(ms)
+
+
+def _zeros_chunk(items: Sequence[Any], spec: tuple) -> list[mpz]:
+    return key_from_spec(spec).random_zeros(len(items))
+
+
 def _decrypt_chunk(cts: Sequence[mpz], spec: tuple) -> list[mpz]:
     return key_from_spec(spec)._decrypt_residues(cts)
 
@@ -424,12 +474,106 @@ def _bincount_chunk(pairs: Sequence[tuple[int, mpz]], modulus: mpz, nbins: int) 
 def _rerandomize_chunk(cts: Sequence[mpz], spec: tuple) -> list[mpz]:
     key = key_from_spec(spec)
     M = key.modulus
-    return [c * z % M for c, z in zip(cts, key._random_zeros(len(cts)))]
+    return [c * z % M for c, z in zip(cts, key.random_zeros(len(cts)))]
 
 
 def obj_array(values: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
     # np.fromiter: ``arr[:] = values`` probes every mpz for the sequence protocol (~1 us each)
     return np.fromiter(values, dtype=object, count=len(values)).reshape(shape)
+
+
+# --------------------------------------------------------------------------- zero pool
+
+class ZeroPool:
+    """Encryptions of zero made ahead by a background thread, handed out by :meth:`take`.
+
+    Encrypting then costs only the randomness-free encoding times a zero
+    (``pk.encrypt_ints(ms, zeros=pool)``). With ``only_when_idle=True`` (default) the thread
+    works only inside :meth:`idle` blocks, i.e. while the owner waits for I/O (sending,
+    receiving), so it never competes with the owner's own computation; otherwise it fills
+    the pool whenever it holds fewer than ``target``. Every zero is fresh randomness, handed
+    out once. When the pool runs short, :meth:`take` makes the rest on the spot (over the
+    executor for large shortfalls). Use as a context manager or call :meth:`close`.
+
+    ``pk``: a public key, or a Paillier private key (its owner-side CRT zeros are about twice
+    as cheap). Counters: ``made_ahead`` (zeros made by the thread), ``made_on_demand``.
+    """
+
+    def __init__(self, pk: HEPublicKey | HEPrivateKey, target: int, *, chunk: int = 64, only_when_idle: bool = True,
+                 name: str = "he-zeros") -> None:
+        if target < 0 or chunk < 1:
+            raise CryptoError(f"ZeroPool needs target >= 0 and chunk >= 1 (got {target}, {chunk})")
+        self.pk, self.target, self.chunk = pk, int(target), int(chunk)
+        self.public_key: HEPublicKey = getattr(pk, "public_key", pk)
+        self._buf: list[mpz] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        if not only_when_idle:
+            self._idle.set()
+        self._always = not only_when_idle
+        self._stop = threading.Event()
+        self.made_ahead = 0
+        self.made_on_demand = 0
+        pk.random_zeros(1)  # build the key's tables before the thread shares them
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._idle.wait(0.1):
+                continue
+            with self._lock:
+                need = self.target - len(self._buf)
+            if need <= 0:
+                self._stop.wait(0.005)
+                continue
+            z = self.pk.random_zeros(min(need, self.chunk))
+            with self._lock:
+                self._buf.extend(z)
+                self.made_ahead += len(z)
+
+    @property
+    def available(self) -> int:
+        with self._lock:
+            return len(self._buf)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """Let the thread make zeros during this block (no-op with ``only_when_idle=False``)."""
+        self._idle.set()
+        try:
+            yield
+        finally:
+            if not self._always:
+                self._idle.clear()
+
+    def take(self, k: int) -> list[mpz]:
+        """``k`` encryptions of zero: from the pool first, the shortfall made now."""
+        with self._lock:
+            got, self._buf = self._buf[:k], self._buf[k:]
+        if len(got) < k:
+            short = k - len(got)
+            self.made_on_demand += short
+            got += self.pk.fresh_zeros(short)
+        return got
+
+    def close(self) -> None:
+        """Stop the thread (waits for its current chunk) and drop unused zeros."""
+        self._stop.set()
+        self._idle.set()
+        self._thread.join(timeout=10)
+        with self._lock:
+            self._buf = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- encrypted vector

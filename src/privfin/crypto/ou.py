@@ -74,6 +74,7 @@ class OUPublicKey(HEPublicKey):
 
     scheme = SCHEME
     parallel_min = 512  # OU encryption is cheap: small batches are not worth a process hop
+    plain_parallel_min = 512
 
     def __init__(self, n: int, G: int, H: int, randomizer_bits: int, plaintext_bits: int) -> None:
         self.n = mpz(n)
@@ -107,13 +108,13 @@ class OUPublicKey(HEPublicKey):
         gt, git, _ = self._tables()
         return [gt.pow(m) if m > 0 else (git.pow(-m) if m < 0 else _ONE) for m in ms]
 
-    def _random_zeros(self, count: int) -> list[mpz]:
+    def random_zeros(self, count: int) -> list[mpz]:
         return self._tables()[2].pow_random(count, self.randomizer_bits)
 
     def _encrypt_ints(self, ms: Sequence[int]) -> list[mpz]:
         n = self.n
         gms = self._plain_ints(ms)
-        rs = self._random_zeros(len(ms))
+        rs = self.random_zeros(len(ms))
         return [a * b % n for a, b in zip(gms, rs)]
 
     def to_dict(self) -> dict[str, Any]:

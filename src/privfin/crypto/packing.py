@@ -32,7 +32,17 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from privfin.crypto._he import PARALLEL_MIN_EXP, EncryptedVector, HEPrivateKey, HEPublicKey, _dispatch, obj_array
+from privfin.crypto._he import (
+    PARALLEL_MIN_EXP,
+    EncryptedVector,
+    HEPrivateKey,
+    HEPublicKey,
+    ZeroPool,
+    _dispatch,
+    key_from_spec,
+    obj_array,
+    spec_of,
+)
 from privfin.errors import CryptoError, EncodingOverflowError
 
 
@@ -80,6 +90,8 @@ class Packer:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] > self.slots:
             raise CryptoError(f"pack needs shape (n, k) with k <= {self.slots} slots (got {arr.shape})")
+        if arr.dtype.kind in "iu" and self.value_bits <= 64 and self.slot_bits % 8 == 0:
+            return self._pack_bytes(arr)
         vals = self._check_values(arr)
         k, s = arr.shape[1], self.slot_bits
         out = []
@@ -89,6 +101,19 @@ class Packer:
                 acc = (acc << s) | vals[i * k + j]
             out.append(acc)
         return out
+
+    def _pack_bytes(self, arr: np.ndarray) -> list[int]:
+        """:meth:`pack` for byte-aligned slots and fixed-width integers, vectorized."""
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= (1 << self.value_bits)):
+            raise EncodingOverflowError(f"packed values must lie in [0, 2^{self.value_bits}) "
+                                        f"(value_bits={self.value_bits})")
+        n, k = arr.shape
+        sb = self.slot_bits // 8
+        buf = np.zeros((n, k, max(sb, 8)), dtype=np.uint8)
+        buf[:, :, :8] = np.ascontiguousarray(arr, dtype="<u8").view(np.uint8).reshape(n, k, 8)
+        raw = buf[:, :, :sb].tobytes()
+        row = k * sb
+        return [int.from_bytes(raw[i:i + row], "little") for i in range(0, len(raw), row)]
 
     def unpack(self, packed: Sequence[int], k: int) -> np.ndarray:
         """Inverse of :meth:`pack` after homomorphic sums: ``(len(packed), k)`` slot values
@@ -106,11 +131,36 @@ class Packer:
         arr = np.array(out, dtype=dtype) if dtype is np.int64 else obj_array(out, (len(out),))
         return arr.reshape(len(packed), k)
 
-    def encrypt(self, public_key: HEPublicKey, values: Any) -> EncryptedVector:
-        """Pack rows of ``values`` (see :meth:`pack`) and encrypt them; result carries the guard."""
-        ev = public_key.encrypt_ints(self.pack(values))
-        ev.capacity = self.capacity
-        return ev
+    def encrypt(self, public_key: HEPublicKey, values: Any, *, zeros: ZeroPool | Sequence[mpz] | None = None,
+                slot_tables: bool = False) -> EncryptedVector:
+        """Pack rows of ``values`` (see :meth:`pack`) and encrypt them; result carries the guard.
+
+        ``zeros``: encryptions of zero made ahead (a :class:`~privfin.crypto._he.ZeroPool` or a
+        list, one per row), see :meth:`HEPublicKey.encrypt_ints`. ``slot_tables`` (OU only, for
+        many rows): the plaintext part ``G^m`` comes from :class:`SlotPowers` tables aligned to
+        the slots (built once per process and layout; columns that are all 1 are folded in as
+        constants) instead of the key's generic table. Same ciphertexts either way."""
+        if not (slot_tables and public_key.scheme == "ou"):
+            ev = public_key.encrypt_ints(self.pack(values), zeros=zeros)
+            ev.capacity = self.capacity
+            return ev
+        arr = np.asarray(values)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2 or arr.shape[1] > self.slots:
+            raise CryptoError(f"pack needs shape (n, k) with k <= {self.slots} slots (got {arr.shape})")
+        self._check_values(arr)
+        if arr.shape[0] == 0:
+            return EncryptedVector(public_key, obj_array([], (0,)), 0, capacity=self.capacity)
+        k = arr.shape[1]
+        const = tuple((j, 1) for j in range(k) if (arr[:, j] == 1).all())[:k - 1]  # keep one varying
+        var = [j for j in range(k) if j not in dict(const)]
+        layout = (self.slot_bits, self.value_bits, k, const)
+        rows = [tuple(r) for r in arr[:, var].tolist()]
+        gms = _dispatch(_slot_powers_chunk, rows, spec_of(public_key), layout, min_items=public_key.parallel_min,
+                        width=public_key.ciphertext_bytes)
+        cts = public_key.with_zeros(gms, public_key.random_zeros(len(gms)) if zeros is None else zeros)
+        return EncryptedVector(public_key, obj_array(cts, (len(cts),)), 0, capacity=self.capacity)
 
     def decrypt(self, private_key: HEPrivateKey, ev: EncryptedVector, k: int) -> np.ndarray:
         """Decrypt packed ciphertexts and unpack ``k`` slots each -> ``(len(ev), k)``."""
@@ -140,6 +190,78 @@ class Packer:
     def unpack_flat(self, packed: Sequence[int], count: int) -> np.ndarray:
         """Slot values of :meth:`pack_encrypted` output, first ``count`` of them, 1-D."""
         return self.unpack(packed, self.slots).ravel()[:count]
+
+
+class SlotPowers:
+    """``G^m mod n`` (OU) for packed plaintexts ``m = sum_j v_j 2^(j*slot_bits)``, slot values
+    below ``2^value_bits``, some slots constant (``const``: slot -> value).
+
+    One table of ``2^window`` residues per ``window`` bits of each varying slot (aligned to the
+    slot, so no digit straddles two values); the constant slots' power is folded into the first
+    table. A row of two varying 26-bit values costs 3 multiplications instead of one per byte
+    of ``m`` with the key's generic table. Memory: ``ceil(value_bits/window)`` tables per
+    varying slot of ``2^window`` residues (13-bit windows, OU-2048: 2 MB per table).
+    """
+
+    def __init__(self, G: int, n: int, slot_bits: int, value_bits: int, n_slots: int,
+                 const: dict[int, int] | None = None, window: int = 13) -> None:
+        const = const or {}
+        if not 1 <= window <= 16:
+            raise CryptoError(f"window must be 1..16 bits (got {window})")
+        if n_slots < 1 or any(not 0 <= j < n_slots for j in const):
+            raise CryptoError(f"constant slots {sorted(const)} outside 0..{n_slots - 1}")
+        G, n = mpz(G), mpz(n)
+        self.n, self.window = n, window
+        self.varying = [j for j in range(n_slots) if j not in const]
+        if not self.varying:
+            raise CryptoError("SlotPowers needs at least one varying slot")
+        self.digits = -(-value_bits // window)
+        self.value_bits = value_bits
+        c = gmpy2.powmod(G, sum(v << (j * slot_bits) for j, v in const.items()), n)
+        self.tables: list[list[mpz]] = []
+        for j in self.varying:
+            for d in range(self.digits):
+                base = gmpy2.powmod(G, mpz(1) << (j * slot_bits + d * window), n)
+                acc = c if not self.tables else mpz(1)
+                row = [acc]
+                for _ in range((1 << window) - 1):
+                    acc = acc * base % n
+                    row.append(acc)
+                self.tables.append(row)
+
+    def powers(self, values: Sequence[Sequence[int]]) -> list[mpz]:
+        """``G^m`` for rows of the varying slots' values (in slot order), each below ``2^value_bits``."""
+        n, w, mask, tabs = self.n, self.window, (1 << self.window) - 1, self.tables
+        nv, lim = len(self.varying), 1 << self.value_bits
+        out = []
+        for vs in values:
+            if len(vs) != nv:
+                raise CryptoError(f"SlotPowers rows need {nv} varying values (got {len(vs)})")
+            acc, t = None, 0
+            for v in vs:
+                if not 0 <= v < lim:
+                    raise EncodingOverflowError(f"slot value outside [0, 2^{self.value_bits})")
+                for _ in range(self.digits):
+                    x = tabs[t][v & mask]
+                    acc = x if acc is None else acc * x % n
+                    v >>= w
+                    t += 1
+            out.append(acc)
+        return out
+
+
+_SLOT_POWERS: dict[tuple, SlotPowers] = {}
+
+
+def _slot_powers_chunk(values: list[tuple[int, ...]], spec: tuple, layout: tuple[int, int, int, tuple]) -> list[mpz]:
+    """Executor task: ``G^m`` of packed rows (tables built once per process, key and layout)."""
+    key = (spec, layout)
+    sp = _SLOT_POWERS.get(key)
+    if sp is None:
+        pk = key_from_spec(spec)
+        _SLOT_POWERS.clear()
+        sp = _SLOT_POWERS[key] = SlotPowers(pk.G, pk.n, layout[0], layout[1], layout[2], dict(layout[3]))
+    return sp.powers(values)
 
 
 def _fold_chunk(groups: Sequence[Sequence[mpz]], modulus: mpz, slot_bits: int) -> list[mpz]:

@@ -149,13 +149,13 @@ import numpy as np
 from gmpy2 import mpz
 
 from privfin.crypto import paillier
-from privfin.crypto._he import EncryptedVector, obj_array, spec_of
+from privfin.crypto._he import EncryptedVector, obj_array
+from privfin.crypto.packing import Packer
 from privfin.crypto.sharing import decode as ring_decode
 from privfin.crypto.sharing import encode as ring_encode
 from privfin.crypto.sharing import prg_ring
 from privfin.crypto.triples import (
     PackedLayout,
-    encrypt_packed_chunk,
     multiexp,
     multiexp_plan,
     parse_ciphertexts,
@@ -175,7 +175,6 @@ from privfin.models.logistic import (
     sigmoid,
 )
 from privfin.models.serving import Client, Reply, serve
-from privfin.runtime.executor import get_executor
 from privfin.transport.base import Channel, Kind
 
 _U64 = np.uint64
@@ -265,10 +264,10 @@ def _encrypt_rows(xq: np.ndarray, lay: PackLayout, sk: paillier.PaillierPrivateK
     c = feature_offset(params)
     blocks = np.full((n, lay.ncts * lay.slots), c, dtype=np.int64)
     blocks[:, :lay.ncols] += xq
-    blocks = blocks.astype(_U64).reshape(n, lay.ncts, lay.slots)
-    kb = sk.public_key.ciphertext_bytes
-    blobs = get_executor().map_chunks(encrypt_packed_chunk, blocks, spec_of(sk), lay.slot_bytes, kb, min_chunk=64)
-    return np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(n * lay.ncts, kb)
+    blocks = blocks.astype(_U64).reshape(n * lay.ncts, lay.slots)
+    packer = Packer(64, 8 * lay.slot_bytes - 64, sk.public_key.max_int.bit_length() - 1)
+    ev = sk.encrypt_ints(packer.pack(blocks))   # owner-side CRT encryption, halves over the executor
+    return np.asarray(ev.to_wire()["ct"])
 
 
 def _parse_cts(payload: Any, pk: paillier.PaillierPublicKey, count: int, what: str) -> list[mpz]:

@@ -106,10 +106,7 @@ Semi-honest parties; the key pair is made per run and only the active party hold
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -119,8 +116,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from privfin.crypto import EncryptedVector, OffsetEncoder, Packer, keygen, load_public_key
-from privfin.crypto._he import _dispatch, key_from_spec, obj_array, spec_of
+from privfin.crypto import EncryptedVector, OffsetEncoder, Packer, ZeroPool, keygen, load_public_key
+from privfin.crypto._he import obj_array
 from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.features.binning import check_bin_matrix
 from privfin.runtime.executor import get_executor
@@ -518,132 +515,13 @@ def _layout(pk: Any, params: SBParams, n: int) -> tuple[OffsetEncoder, Packer, P
     return enc, inner, outer
 
 
-class _ZeroPool:
-    """Encryptions of zero made ahead by a background thread, only while the owner waits for its
-    peers (:meth:`idle`), so that encrypting a tree's gradients later costs just ``Enc(0) * g^m``.
-
-    Every zero is fresh randomness used once; a shortfall is made on the spot (over the executor)."""
-
-    def __init__(self, pk: Any, target: int, chunk: int = 64) -> None:
-        self.pk, self.target, self.chunk = pk, int(target), chunk
-        self._buf: list[mpz] = []
-        self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._stop = False
-        self.made_ahead = 0
-        pk._random_zeros(1)  # build the key's tables before the thread shares them
-        self._thread = threading.Thread(target=self._run, name="sb-zeros", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            if not self._idle.wait(0.1):
-                continue
-            with self._lock:
-                need = self.target - len(self._buf)
-            if need <= 0:
-                time.sleep(0.005)
-                continue
-            z = self.pk._random_zeros(min(need, self.chunk))
-            with self._lock:
-                self._buf.extend(z)
-                self.made_ahead += len(z)
-
-    @contextmanager
-    def idle(self) -> Iterator[None]:
-        self._idle.set()
-        try:
-            yield
-        finally:
-            self._idle.clear()
-
-    def take(self, k: int) -> list[mpz]:
-        with self._lock:
-            got, self._buf = self._buf[:k], self._buf[k:]
-        if len(got) < k:
-            got += self.pk.encrypt_ints([0] * (k - len(got))).ciphertexts.tolist()
-        return got
-
-    def close(self) -> None:
-        self._stop = True
-        self._idle.set()
-        self._thread.join(timeout=5)
-
-
-class _SlotPowers:
-    """``G^m mod n`` (OU) for packed plaintexts ``m = sum_j v_j 2^(j*slot_bits)`` with slot values
-    below ``2^value_bits`` and constant slots: one table lookup per ``window`` bits of each varying
-    slot, the constant slots folded into the first table. Three multiplications for a ``(g, h, 1)``
-    row instead of one per byte of ``m`` with the key's generic table; same ciphertexts."""
-
-    def __init__(self, G: mpz, n: mpz, slot_bits: int, value_bits: int, n_slots: int, const: dict[int, int],
-                 window: int = 13) -> None:
-        self.n, self.window = n, window
-        self.varying = [j for j in range(n_slots) if j not in const]
-        self.digits = -(-value_bits // window)
-        c = gmpy2.powmod(G, sum(v << (j * slot_bits) for j, v in const.items()), n)
-        self.tables: list[list[mpz]] = []
-        for j in self.varying:
-            for d in range(self.digits):
-                base = gmpy2.powmod(G, mpz(1) << (j * slot_bits + d * window), n)
-                row, acc = [c if not self.tables else mpz(1)], c if not self.tables else mpz(1)
-                for _ in range((1 << window) - 1):
-                    acc = acc * base % n
-                    row.append(acc)
-                self.tables.append(row)
-
-    def powers(self, values: list[tuple[int, ...]]) -> list[mpz]:
-        n, w, mask, tabs = self.n, self.window, (1 << self.window) - 1, self.tables
-        out = []
-        for vs in values:
-            acc, t = None, 0
-            for v in vs:
-                for _ in range(self.digits):
-                    x = tabs[t][v & mask]
-                    acc = x if acc is None else acc * x % n
-                    v >>= w
-                    t += 1
-            out.append(acc)
-        return out
-
-
-_SLOT_POWERS: dict[tuple, _SlotPowers] = {}
-
-
-def _slot_powers_chunk(values: list[tuple[int, ...]], spec: tuple, layout: tuple[int, int, int, tuple]) -> list[mpz]:
-    """Executor task: ``G^m`` of packed rows (tables built once per process and key)."""
-    key = (spec, layout)
-    sp = _SLOT_POWERS.get(key)
-    if sp is None:
-        pk = key_from_spec(spec)
-        _SLOT_POWERS.clear()
-        sp = _SLOT_POWERS[key] = _SlotPowers(pk.G, pk.n, layout[0], layout[1], layout[2], dict(layout[3]))
-    return sp.powers(values)
-
-
-def _plain_chunk(ms: list[int], spec: tuple) -> list[mpz]:
-    return key_from_spec(spec)._plain_ints(ms)
-
-
-def _encrypt_packed(pk: Any, inner: Packer, values: np.ndarray, zeros: _ZeroPool) -> EncryptedVector:
+def _encrypt_packed(pk: Any, inner: Packer, values: np.ndarray, zeros: ZeroPool) -> EncryptedVector:
     """``inner.encrypt(pk, values)`` with the randomness taken from ``zeros``; for OU, ``G^m`` by
-    slot tables (:class:`_SlotPowers`, columns that are all 1 folded in as constants)."""
+    slot tables (:class:`~privfin.crypto.packing.SlotPowers`)."""
     vals = np.asarray(values, dtype=np.int64)
     if vals.size and (vals.min() < 0 or int(vals.max()).bit_length() > inner.value_bits):
         raise ProtocolError("packed values out of range")
-    if pk.scheme == "ou" and vals.size:
-        const = tuple((j, 1) for j in range(vals.shape[1]) if (vals[:, j] == 1).all())
-        var = [j for j in range(vals.shape[1]) if j not in dict(const)]
-        layout = (inner.slot_bits, inner.value_bits, vals.shape[1], const)
-        rows = [tuple(r) for r in vals[:, var].tolist()]
-        gms = _dispatch(_slot_powers_chunk, rows, spec_of(pk), layout, min_items=pk.parallel_min,
-                        width=pk.ciphertext_bytes)
-    else:
-        gms = _dispatch(_plain_chunk, inner.pack(vals), spec_of(pk), min_items=pk.parallel_min,
-                        width=pk.ciphertext_bytes)
-    M = pk.modulus
-    cts = [a * z % M for a, z in zip(gms, zeros.take(len(gms)))]
-    return EncryptedVector(pk, obj_array(cts, (len(cts),)), 0, capacity=inner.capacity)
+    return inner.encrypt(pk, vals, zeros=zeros, slot_tables=True)
 
 # ============================================================================== active
 
@@ -676,7 +554,7 @@ def sb_active(chan: Channel, bins_own: Any, y: Any, params: SBParams | None = No
     hist_v: list[float] = []
     best = (np.inf, 0, margin.copy())          # (validation loss, trees, training margin)
     vmargin = None if vx is None else np.full(vx.shape[0], p.base_margin)
-    zeros = _ZeroPool(pk, 2 * n)
+    zeros = pk.zero_pool(2 * n, name="sb-zeros")
     try:
         for ti in range(p.n_trees):
             g, h = grad_hess(yy, margin)
@@ -735,7 +613,7 @@ def logloss(y: np.ndarray, margin: np.ndarray) -> float:
 
 def _grow_tree(chan: Channel, peers: list[str], X: np.ndarray, own_nb: list[int], own_cols: np.ndarray,
                gq: np.ndarray, hq: np.ndarray, in_s: np.ndarray, p: SBParams, sk: Any, pk: Any,
-               layout: tuple[OffsetEncoder, Packer, Packer], zeros: _ZeroPool, tm: dict[str, float]
+               layout: tuple[OffsetEncoder, Packer, Packer], zeros: ZeroPool, tm: dict[str, float]
                ) -> tuple[Tree, dict[int, np.ndarray]]:
     """One tree, level by level, and all training rows of each leaf. Nodes hold all their rows;
     histograms, sums and split checks use the sampled ones (``in_s``)."""
