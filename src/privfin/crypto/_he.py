@@ -232,10 +232,6 @@ class HEPublicKey(ABC):
         return _dispatch(_zeros_chunk, [None] * count, spec_of(self), min_items=self.parallel_min,
                          width=self.ciphertext_bytes)
 
-    def _random_zeros(self, count: int) -> list[mpz]:
-        """Old name of :meth:`random_zeros` (kept for callers outside :mod:`privfin.crypto`)."""
-        return self.random_zeros(count)
-
     @abstractmethod
     def to_dict(self) -> dict[str, Any]: ...
 

@@ -77,7 +77,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -86,7 +86,6 @@ from gmpy2 import mpz
 from privfin.crypto import paillier
 from privfin.crypto._he import (
     EncryptedVector,
-    FixedBaseTable,
     HEPrivateKey,
     HEPublicKey,
     obj_array,
@@ -247,51 +246,12 @@ def multiexp(bases: Sequence[mpz], plan: tuple[list[tuple[int, int, int]], tuple
 
 # --------------------------------------------------------------------------- executor work functions
 
-class _OwnerEncryptor:
-    """Paillier encryption by the key owner, with CRT: the same ciphertext
-    ``(1 + m n) * h_s^r mod n^2`` (``r`` uniform ``randomizer_bits``-bit), computed modulo
-    ``p^2`` and ``q^2`` separately over fixed-base tables of 12-bit windows (half-size moduli,
-    fewer multiplications) and recombined. Only the private-key holder can do this."""
-
-    WINDOW = 12
-    _cache: ClassVar[dict[tuple, _OwnerEncryptor]] = {}
-
-    def __init__(self, sk: paillier.PaillierPrivateKey) -> None:
-        pk = sk.public_key
-        self.n, self.n2, self.rbits = pk.n, pk.nsquare, pk.randomizer_bits
-        self.p2, self.q2 = sk.psquare, sk.qsquare
-        self.tp = FixedBaseTable(pk.hs % self.p2, self.p2, self.WINDOW)
-        self.tq = FixedBaseTable(pk.hs % self.q2, self.q2, self.WINDOW)
-        self.p2_inv_q2 = gmpy2.invert(self.p2, self.q2)
-        self.width = -(-self.rbits // self.WINDOW)
-
-    @classmethod
-    def get(cls, spec: tuple) -> _OwnerEncryptor:
-        enc = cls._cache.get(spec)
-        if enc is None:
-            cls._cache.clear()
-            enc = cls._cache[spec] = cls(key_from_spec(spec))
-        return enc
-
-    def encrypt(self, ms: Sequence[int]) -> list[mpz]:
-        count, w = len(ms), self.width
-        raw = np.frombuffer(os.urandom(2 * count * w), dtype=np.uint16)
-        digits = (raw & ((1 << self.WINDOW) - 1)).tolist()
-        rp = self.tp.pow_digits_many(digits, w)
-        rq = self.tq.pow_digits_many(digits, w)
-        n, p2, q2, inv = self.n, self.p2, self.q2, self.p2_inv_q2
-        out = []
-        for m, a, b in zip(ms, rp, rq):
-            g = n * m + 1
-            cp = g * a % p2
-            cq = g * b % q2
-            out.append(cp + p2 * ((cq - cp) * inv % q2))
-        return out
-
-
 def encrypt_packed_chunk(blocks: np.ndarray, priv_spec: tuple, slot_bytes: int, kb: int) -> bytes:
     """(nb, d, S) uint64 -> packed encryptions under our own key, big-endian blob (nb*d ciphertexts)."""
-    cts = _OwnerEncryptor.get(priv_spec).encrypt(_pack_ints(blocks, slot_bytes))
+    sk = key_from_spec(priv_spec)
+    ms = _pack_ints(blocks, slot_bytes)
+    n, n2 = sk.public_key.n, sk.public_key.nsquare
+    cts = [(n * m + 1) * z % n2 for m, z in zip(ms, sk.random_zeros(len(ms)))]  # owner-side CRT randomness
     return b"".join(c.to_bytes(kb, "big") for c in cts)
 
 
