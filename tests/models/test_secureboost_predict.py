@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,30 +165,9 @@ def test_reachable_masks_intersection_is_the_path():
     np.testing.assert_array_equal(np.argmax(m[:, 0], axis=1), pos)
 
 
-PIPE_JOB = """
-[job]
-name = "boost"
-[parties.bank]
-role = "active"
-input = "bank.csv"
-label_column = "y"
-[parties.gov]
-role = "passive"
-input = "gov.csv"
-[[steps]]
-name = "psi"
-[[steps]]
-name = "binning"
-bins = 8
-min_bin_frac = 0.0
-[[steps]]
-name = "boost"
-trees = 3
-subsample = 0.8
-colsample_bytree = 0.5
-key_bits = 768
-allow_insecure_keys = true
-"""
+PIPE_STEPS = [("psi", {}), ("binning", {"bins": 8, "min_bin_frac": 0.0}),
+              ("boost", {"trees": 3, "subsample": 0.8, "colsample_bytree": 0.5, "key_bits": 768,
+                         "allow_insecure_keys": True})]
 
 
 @pytest.mark.parametrize("stopping", [0, 1])
@@ -197,11 +177,14 @@ def test_pipeline_boost_step(tmp_path, serial_executor, stopping):
     from privfin.pipeline import holdout_mask
     from privfin.runtime.steps import STEPS, run_in_memory
     from privfin.scenarios import synth
+    from privfin.scenarios.local import job_toml
 
     d = synth.generate(n_rows=700, seed=4, overlap=0.8)
     d.bank.to_csv(tmp_path / "bank.csv", index=False)
     d.gov.to_csv(tmp_path / "gov.csv", index=False)
-    job = PIPE_JOB + (f"early_stopping_rounds = {stopping}\nvalidation_percent = 20\n" if stopping else "")
+    steps = PIPE_STEPS[:2] + [("boost", {**PIPE_STEPS[2][1], **(
+        {"early_stopping_rounds": stopping, "validation_percent": 20} if stopping else {})})]
+    job = job_toml("boost", Path("bank.csv"), Path("gov.csv"), steps, label="y")
     _, out = run_in_memory(JobSpec.parse(job, "job.toml", known_steps=set(STEPS)), tmp_path, timeout=120)
     bank, gov = out["bank"], out["gov"]
     test = holdout_mask(bank.state["table"].ids, 30)
