@@ -146,7 +146,10 @@ def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_exec
     to_bank = b"".join(r.wire for r in net.messages(receiver="bank"))
     assert not any(c.encode() in to_bank for c in gcols)
     gov_labels = pd.read_parquet(next(a for a in gov.artifacts if a.name == "optimal_bins").path)["label"]
-    assert not any(lab.encode() in to_bank for lab in gov_labels if lab[:1] in "({")  # edges, categories
+    # edges and categories; strings under 8 bytes are left out: short ones turn up by chance in the
+    # megabytes of ciphertext bytes the bank receives (seen once in CI)
+    labels = [lab.encode() for lab in gov_labels if lab[:1] in "({" and len(lab.encode()) >= 8]
+    assert labels and not any(lab in to_bank for lab in labels)
     to_gov = b"".join(r.wire for r in net.messages(receiver="gov"))
     assert np.packbits(y[:512] > 0).tobytes() not in to_gov and y[:64].astype(np.int64).tobytes() not in to_gov
 

@@ -305,7 +305,7 @@ def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra:
             r = int.from_bytes(raw[o:o + nb], "little") & top
             v |= ((r << 64) | ((corr + add[t * lay.slots + s]) & _M64)) << (sb * s)
         ints.append(v)
-    return pk._encrypt_ints(ints)
+    return list(pk.encrypt_ints(ints).ciphertexts)
 
 
 def _exponents(v: np.ndarray, params: LRParams, what: str) -> list[int]:
