@@ -274,16 +274,28 @@ def screen_step(ctx: StepContext, params: dict[str, Any]) -> None:
     """Feature screening and the selection report (after ``woe``).
 
     Parameters: the policy (:class:`privfin.features.screening.SelectionPolicy`): ``max_missing``
-    (0.95), ``min_iv`` (0.02), ``max_corr`` (0.7), ``top_k`` (none); ``correlation`` (default
-    true: cross-party Pearson correlation of every pair of features,
-    :mod:`privfin.features.correlation`, on ``corr_on`` = "raw" (default) | "woe" values, with
-    Paillier keys of ``key_bits`` (2048; ``allow_insecure_keys`` for tests)); ``reveal_names``
-    (parties that allow their feature names in the report; default none: aliases); ``restrict``
-    (default true: later steps use only the kept features).
+    (0.95), ``min_iv`` (0.02), ``max_corr`` (0.7), ``top_k`` (none), ``corr_candidates`` (none);
+    ``correlation`` (default true: cross-party Pearson correlation, :mod:`privfin.features.correlation`,
+    on ``corr_on`` = "raw" (default) | "woe" values, with Paillier keys of ``key_bits`` (2048;
+    ``allow_insecure_keys`` for tests)) of the features that survive the univariate rules (missing
+    rate, IV) only -- with ``corr_candidates = K`` of the bank's survivors and only the top K
+    passive survivors by IV (pooled over the passive parties); the other passive survivors are
+    dropped ("not among the top K passive features by IV"), since the cost is about one
+    CPU-second per passive candidate at 100k rows, while up to 31 bank columns share one
+    ciphertext; without a bank survivor the bank's best feature by IV is correlated as a
+    carrier, not read); ``reveal_names`` (parties that allow
+    their feature names in the report; default none: aliases); ``restrict`` (default true: later
+    steps use only the kept features).
 
     The active party stores the ``selection`` table (:class:`privfin.features.report.SelectionReport`;
-    ``privfin jobs report``) and metrics ``kept`` / ``dropped``. Security: see
-    :mod:`privfin.features.screening` and :mod:`privfin.features.correlation`.
+    one row per feature, ``corr_partner`` empty for features outside the correlation;
+    ``privfin jobs report``) and metrics ``kept`` / ``dropped`` / ``corr_candidates`` (features
+    correlated).
+    Security: see :mod:`privfin.features.screening` and :mod:`privfin.features.correlation`; with
+    the correlation, the bank tells each passive party which of its own aliases to correlate (a
+    list of its own aliases, ``screen/candidates``), so a passive party learns which of its
+    features survived the univariate screen (and the top-K cut) before it learns the kept ones;
+    the bank learns the passive candidates' correlations under those aliases.
     """
     from privfin.errors import ConfigError
     from privfin.features.report import SelectionReport
@@ -293,34 +305,67 @@ def screen_step(ctx: StepContext, params: dict[str, Any]) -> None:
     if not w or w.get("names") is None:
         raise ConfigError("the screen step needs a woe step before it", key=f"steps.{ctx.step_name}",
                           file=ctx.spec.file)
+    k_corr = ctx.param(params, "corr_candidates", int, None)
+    if k_corr is not None and k_corr < 1:
+        raise ConfigError("corr_candidates must be at least 1", key=f"steps.{ctx.step_name}.corr_candidates",
+                          file=ctx.spec.file)
     policy = SelectionPolicy(max_missing=float(ctx.param(params, "max_missing", (int, float), 0.95)),
                              min_iv=float(ctx.param(params, "min_iv", (int, float), 0.02)),
                              max_corr=float(ctx.param(params, "max_corr", (int, float), 0.7)),
-                             top_k=ctx.param(params, "top_k", int, None))
+                             top_k=ctx.param(params, "top_k", int, None), corr_candidates=k_corr)
     reveal = ctx.party in [str(p) for p in ctx.param(params, "reveal_names", list, [])]
     frame = ctx.state["table"].features[w["names"]]
-    corr = None
+    correlate = None
     if ctx.param(params, "correlation", bool, True):
-        from privfin.features.correlation import pearson_active, pearson_passive
-
-        Xc = _corr_input(ctx, ctx.param(params, "corr_on", str, "raw", choices=("raw", "woe")))
-        opts = {"key_bits": ctx.param(params, "key_bits", int, 2048),
-                "allow_insecure": ctx.param(params, "allow_insecure_keys", bool, False)}
-        if ctx.is_active:
-            corr = pearson_active(ctx.chan, Xc, w["names"], passives=list(ctx.passive), **opts)
-        else:
-            pearson_passive(ctx.chan, Xc, w["names"], active=ctx.active, **opts)
+        correlate = _screen_correlate(ctx, params)
     if ctx.is_active:
-        report = SelectionReport(screen_active(ctx.chan, w["result"], frame, policy, corr, passive=list(ctx.passive)))
+        table = screen_active(ctx.chan, w["result"], frame, policy, passive=list(ctx.passive), correlate=correlate)
+        if correlate is not None:
+            ctx.metric("corr_candidates", int(table.attrs.get("corr_candidates", 0)))
+        report = SelectionReport(table)
         ctx.save_table("selection", report.frame)
         ctx.metric("kept", len(report.kept))
         ctx.metric("dropped", len(report.frame) - len(report.kept))
         ctx.state["screen"] = report
         keep = [k for k in report.kept if k in set(w["names"])]
     else:
-        keep = screen_passive(ctx.chan, frame, w["aliases"], active=ctx.active, reveal_names=reveal)
+        keep = screen_passive(ctx.chan, frame, w["aliases"], active=ctx.active, reveal_names=reveal,
+                              correlate=correlate)
     if ctx.param(params, "restrict", bool, True):
         _restrict_woe(ctx, keep)
+
+
+def _screen_correlate(ctx: StepContext, params: dict[str, Any]) -> Any:
+    """The ``correlate`` callback of :func:`~privfin.features.screening.screen_active` /
+    ``screen_passive`` for this party: the cross-party correlation over the given candidates only
+    (columns of :func:`_corr_input`; a passive party's columns under its own woe aliases)."""
+    import pandas as pd
+
+    from privfin.features.correlation import pearson_active, pearson_passive, plain_corr
+
+    w = ctx.state["woe"]
+    Xc = _corr_input(ctx, ctx.param(params, "corr_on", str, "raw", choices=("raw", "woe")))
+    opts = {"key_bits": ctx.param(params, "key_bits", int, 2048),
+            "allow_insecure": ctx.param(params, "allow_insecure_keys", bool, False)}
+    if ctx.is_active:
+        col = {k: j for j, k in enumerate(w["names"])}
+
+        def correlate_active(cands: dict[str, list[str]]) -> Any:
+            own = cands[ctx.party]
+            X = Xc[:, [col[k] for k in own]]
+            peers = [p for p in ctx.passive if cands.get(p)]
+            if not peers:  # nothing of a passive party to correlate: the bank's own block
+                return pd.DataFrame(plain_corr(X), index=own, columns=own)
+            return pearson_active(ctx.chan, X, own, passives=peers, **opts)
+
+        return correlate_active
+    pos = {a: j for j, a in enumerate(w["aliases"])}
+
+    def correlate_passive(aliases: list[str]) -> None:
+        pearson_passive(ctx.chan, Xc[:, [pos[a] for a in aliases]], aliases, active=ctx.active, reveal_names=True,
+                        **opts)
+
+    return correlate_passive
 
 
 def holdout_mask(ids: np.ndarray, percent: int = 30) -> np.ndarray:

@@ -89,19 +89,11 @@ def _run_job(tmp_path, bank_df, gov_df, text):
     return run_in_memory(JobSpec.parse(text, "job.toml", known_steps=set(STEPS)), tmp_path)
 
 
-def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_executor):
-    bank_df, gov_df = synth_pair
-    bank_df = bank_df.iloc[:3000].sample(frac=1.0, random_state=1)
-    gov_df = gov_df.iloc[400:].sample(frac=1.0, random_state=2)
-    net, out = _run_job(tmp_path, bank_df, gov_df, JOB)
-    bank, gov = out["bank"], out["gov"]
-    (art,) = [a for a in bank.artifacts if a.name == "selection"]
-    rep = SelectionReport.read(art.path)
-
-    # central oracle on the joined rows, in the aligned order the bank used
+def _central(bank, bank_df, gov_df, policy, label_holder=None):
+    """The central oracle on the joined rows, in the aligned order the bank used: (report frame,
+    joined rows, bank columns, gov columns, gov aliases)."""
     ids = bank.state["table"].ids
     joined = bank_df.set_index("id").join(gov_df.set_index("id"), how="inner").loc[ids]
-    assert len(joined) == 2600
     y = joined["y"].to_numpy()
     bcols = [c for c in bank_df.columns if c not in ("id", "y")]
     gcols = [c for c in gov_df.columns if c != "id"]
@@ -123,15 +115,36 @@ def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_exec
     corr = pd.DataFrame(plain_corr(np.where(np.isinf(num), np.nan, num)), index=bcols + aliases,
                         columns=bcols + aliases)
     prof = pd.concat([feature_profile(joined[bcols]), feature_profile(joined[gcols]).set_axis(aliases)])
-    central = SelectionPolicy(max_corr=0.6).apply(screen_stats(WoeResult(feats, {}), prof), corr)
+    central = policy.apply(screen_stats(WoeResult(feats, {}), prof), corr, label_holder=label_holder)
     central.insert(2, "name", central["feature"])
-    want = SelectionReport(central).frame
-    got = rep.frame
+    return SelectionReport(central).frame, joined, bcols, gcols, aliases
+
+
+def _assert_same(got, want):
     assert got["feature"].tolist() == want["feature"].tolist()
     for c in ("iv", "auc", "ks", "missing_rate", "unique_ratio", "coef", "se", "p_value"):
         assert np.allclose(got[c], want[c], atol=1e-9, rtol=0, equal_nan=True), c
     assert np.allclose(got["corr_abs"], want["corr_abs"], atol=1e-6, rtol=0, equal_nan=True)
     assert got["kept"].tolist() == want["kept"].tolist() and got["corr_partner"].tolist() == want["corr_partner"].tolist()
+    assert got["reason"].tolist() == want["reason"].tolist()
+
+
+def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_executor):
+    bank_df, gov_df = synth_pair
+    bank_df = bank_df.iloc[:3000].sample(frac=1.0, random_state=1)
+    gov_df = gov_df.iloc[400:].sample(frac=1.0, random_state=2)
+    net, out = _run_job(tmp_path, bank_df, gov_df, JOB)
+    bank, gov = out["bank"], out["gov"]
+    (art,) = [a for a in bank.artifacts if a.name == "selection"]
+    rep = SelectionReport.read(art.path)
+
+    # central oracle on the joined rows (correlation over every feature; the policy reads it
+    # among the univariate survivors only, as the step correlates them)
+    want, joined, bcols, gcols, aliases = _central(bank, bank_df, gov_df, SelectionPolicy(max_corr=0.6))
+    assert len(joined) == 2600
+    y = joined["y"].to_numpy()
+    got = rep.frame
+    _assert_same(got, want)
     assert any(r.startswith("|r|") for r in got["reason"]) and 0 < got["kept"].sum() < len(got)
     assert not set(got["name"]) & set(gcols)  # aliases only
 
@@ -152,6 +165,40 @@ def test_screen_step_in_memory_matches_central(tmp_path, synth_pair, serial_exec
     assert labels and not any(lab in to_bank for lab in labels)
     to_gov = b"".join(r.wire for r in net.messages(receiver="gov"))
     assert np.packbits(y[:512] > 0).tobytes() not in to_gov and y[:64].astype(np.int64).tobytes() not in to_gov
+
+
+def test_screen_step_correlates_only_top_k_candidates(tmp_path, synth_pair, serial_executor):
+    bank_df, gov_df = synth_pair
+    bank_df = bank_df.iloc[:2500].sample(frac=1.0, random_state=3)
+    gov_df = gov_df.iloc[300:].sample(frac=1.0, random_state=4)
+    K = 5
+    net, out = _run_job(tmp_path, bank_df, gov_df, JOB.replace("max_corr = 0.6", f"max_corr = 0.6\ncorr_candidates = {K}"))
+    bank = out["bank"]
+    rep = SelectionReport.read(next(a for a in bank.artifacts if a.name == "selection").path)
+    want, _, bcols, _, aliases = _central(bank, bank_df, gov_df, SelectionPolicy(max_corr=0.6, corr_candidates=K),
+                                          label_holder="bank")
+    got = rep.frame
+    _assert_same(got, want)  # one row per feature; the oracle correlates everything, reads the top K only
+
+    # the bank's univariate survivors and the top K gov survivors by IV, nothing else, were correlated
+    surv = got[~got["reason"].str.match(r"(IV|missing rate) ")].sort_values("iv", ascending=False, kind="stable")
+    gsurv = [k for k in surv["feature"] if k.startswith("gov.")]
+    top, rest = [k for k in surv["feature"] if k in bcols] + gsurv[:K], gsurv[K:]
+    assert len(rest) > 0 and len(top) > K
+    assert set(got.loc[got["corr_abs"].notna(), "feature"]) <= set(top)
+    assert (got.loc[got["feature"].isin(rest), "reason"]
+            == f"not among the top {K} passive features by IV (correlation candidates)").all()
+    assert got.loc[~got["feature"].isin(top), "corr_partner"].isna().all()
+    assert bank.metrics[("screen", "corr_candidates")] == len(top)
+    gov_top = [a for a in aliases if a in top]
+    hello = [r.wire for r in net.transcript if r.envelope.tag == "corr/hello"]
+    assert len(hello) == 1 and all((a.encode() in hello[0]) == (a in gov_top) for a in aliases)
+    # the passive party only ever received its own aliases: the candidate list, then the kept list
+    to_gov = [r for r in net.messages(receiver="gov") if r.envelope.step == "screen"]
+    cand = [r.wire for r in to_gov if r.envelope.tag == "screen/candidates"]
+    assert len(cand) == 1 and all((a.encode() in cand[0]) == (a in gov_top) for a in aliases)
+    assert not any(b.encode() in r.wire for r in to_gov for b in bcols)
+    assert {r.envelope.tag for r in to_gov} <= {"screen/candidates", "screen/kept", "corr/setup", "corr/enc"}
 
 
 def test_screen_step_names_when_allowed_and_needs_woe(tmp_path, synth_pair, serial_executor):

@@ -11,6 +11,7 @@ import pytest
 from privfin.errors import ProtocolError
 from privfin.features import Binner, woe_active, woe_passive
 from privfin.features.screening import (
+    TAG_CANDIDATES,
     TAG_KEPT,
     TAG_PROFILE,
     SelectionPolicy,
@@ -128,6 +129,119 @@ def test_policy_rules_and_reasons():
     assert dict(zip(top["feature"], top["reason"]))["gov.f002"] == "not in the top 2 by IV"
     nocorr = SelectionPolicy().apply(stats)  # no correlation: that rule drops nothing
     assert nocorr["kept"].sum() == 4 and nocorr["corr_partner"].isna().all()
+
+
+def test_policy_correlation_candidates():
+    stats = pd.DataFrame({"party": ["bank"] * 3 + ["gov"] * 3, "feature": ["a", "b", "c", "gov.f000", "gov.f001",
+                                                                           "gov.f002"],
+                          "iv": [0.50, 0.01, 0.30, 0.40, 0.25, 0.20],
+                          "missing_rate": [0.0, 0.0, 0.0, 0.0, 0.97, 0.1]})
+    keys = stats["feature"].tolist()
+    corr = pd.DataFrame(np.eye(6), index=keys, columns=keys)
+    corr.loc["a", "gov.f000"] = corr.loc["gov.f000", "a"] = -0.8
+    corr.loc["a", "b"] = corr.loc["b", "a"] = 0.99          # b fails the IV rule: never a partner
+    corr.loc["c", "gov.f002"] = corr.loc["gov.f002", "c"] = 0.9  # both outside the top 2
+    assert SelectionPolicy().candidates(stats) == ["a", "gov.f000", "c", "gov.f002"]
+    pol = SelectionPolicy(corr_candidates=2)
+    cands = pol.candidates(stats)
+    assert cands == ["a", "gov.f000"]
+    out = pol.apply(stats, corr)
+    r = dict(zip(out["feature"], out["reason"]))
+    assert out.loc[out["kept"], "feature"].tolist() == ["a"]
+    assert r["gov.f000"] == "|r| 0.800 > 0.7 with a (higher IV)"
+    assert r["c"] == r["gov.f002"] == "not among the top 2 features by IV (correlation candidates)"
+    assert r["b"].startswith("IV ") and r["gov.f001"].startswith("missing rate")
+    assert [v if isinstance(v, str) else None for v in out["corr_partner"]] == ["gov.f000", None, None, "a", None,
+                                                                                None]
+    # a matrix over the candidates alone gives the same table as one over every feature
+    pd.testing.assert_frame_equal(pol.apply(stats, corr.loc[cands, cands]), out)
+    full = SelectionPolicy().apply(stats, corr)
+    pd.testing.assert_frame_equal(full, SelectionPolicy().apply(stats, corr.loc[SelectionPolicy().candidates(stats),
+                                                                                 SelectionPolicy().candidates(stats)]))
+    assert dict(zip(full["feature"], full["reason"]))["gov.f002"].startswith("|r| 0.900")
+    assert pd.isna(full.set_index("feature").loc["b", "corr_partner"])
+    assert SelectionPolicy(corr_candidates=1).apply(stats)["kept"].sum() == 4  # no correlation: no cut
+    # with the label holder named, its own survivors are always candidates; K counts passive ones
+    one = SelectionPolicy(corr_candidates=1)
+    assert one.candidates(stats, "bank") == ["a", "gov.f000", "c"]
+    o1 = one.apply(stats, corr, label_holder="bank")
+    assert dict(zip(o1["feature"], o1["reason"]))["gov.f002"] == ("not among the top 1 passive features by IV "
+                                                                   "(correlation candidates)")
+    assert o1.loc[o1["kept"], "feature"].tolist() == ["a", "c"]
+    with pytest.raises(ValueError):
+        SelectionPolicy(corr_candidates=0)
+
+
+def test_screen_with_correlate_callbacks(synth_pair, small_params, serial_executor):
+    bank, gov = synth_pair
+    y = bank["y"].to_numpy()
+    bank_raw, gov_raw = bank.drop(columns=["id", "y"]), gov.drop(columns=["id"])
+    Xb, Xg = Binner().fit_transform(bank_raw), Binner().fit_transform(gov_raw)
+    seen: dict[str, object] = {}
+    policy = SelectionPolicy(corr_candidates=6)
+
+    def bank_fn(ch):
+        res = woe_active(ch, y, Xb, small_params, feature_names=list(bank_raw.columns))
+
+        def correlate(per):
+            seen["bank"] = per
+            ks = [k for p in per.values() for k in p]
+            return pd.DataFrame(np.eye(len(ks)), index=ks, columns=ks)
+
+        return res, screen_active(ch, res, bank_raw, policy, correlate=correlate)
+
+    def gov_fn(ch):
+        r = woe_passive(ch, Xg, small_params)
+        return screen_passive(ch, gov_raw, r.aliases, correlate=lambda a: seen.setdefault("gov", a))
+
+    net = MemoryNetwork(("bank", "gov"))
+    out = run_parties(net, {"bank": bank_fn, "gov": gov_fn}, timeout=120)
+    res, table = out["bank"]
+    stats = screen_stats(res, pd.concat([feature_profile(bank_raw), feature_profile(gov_raw).set_axis(
+        [k for k, f in res.features.items() if f.party == "gov"])]))
+    top = policy.candidates(stats, "bank")
+    assert sum(k.startswith("gov.") for k in top) == 6 and set(bank_raw.columns) & set(top) and sorted(k for p in seen["bank"].values() for k in p) == sorted(top)
+    assert seen["gov"] == [a for a in res.features if a in top and a.startswith("gov.")] == seen["bank"]["gov"]
+    assert seen["gov"] and seen["bank"]["bank"]
+    assert ("bank", TAG_CANDIDATES, Kind.AGGREGATE) in {(e.sender, e.tag, e.kind) for e in net.ledgers["gov"]}
+
+    assert table.attrs["corr_candidates"] == len(top)
+
+    # no candidate at the bank (its only feature is constant: IV 0): its best own feature is
+    # correlated as a carrier, but the policy reads only the passive candidates' correlations
+    noise = pd.DataFrame({"noise": np.zeros(len(y))})
+    seen.clear()
+    policy = SelectionPolicy(corr_candidates=3)
+
+    def bank_noise(ch):
+        res = woe_active(ch, y, Binner().fit_transform(noise), small_params, feature_names=["noise"])
+
+        def correlate(per):
+            seen["bank"] = per
+            ks = [k for p in per.values() for k in p]
+            return pd.DataFrame(np.full((len(ks), len(ks)), 0.9) + 0.1 * np.eye(len(ks)), index=ks, columns=ks)
+
+        return res, screen_active(ch, res, noise, policy, correlate=correlate)
+
+    out = run_parties(MemoryNetwork(("bank", "gov")), {"bank": bank_noise, "gov": gov_fn}, timeout=120)
+    res, t3 = out["bank"]
+    assert t3.set_index("feature").loc["noise", "reason"].startswith("IV ")
+    assert seen["bank"]["bank"] == ["noise"] and len(seen["gov"]) == 3 == t3.attrs["corr_candidates"]
+    assert seen["gov"] == seen["bank"]["gov"] and set(t3.loc[t3["corr_partner"].notna(), "corr_partner"]) <= set(seen["gov"])
+    assert t3["reason"].str.startswith("|r| 0.900").sum() == 2  # the carrier dropped nothing
+
+    # a candidate list naming a feature the passive party does not have is refused
+    def bad_bank(ch):
+        woe_active(ch, y, Xb, small_params)
+        ch.recv("gov", TAG_PROFILE)
+        ch.send("gov", TAG_CANDIDATES, {"aliases": ["acct_age_months"]}, kind=Kind.AGGREGATE)
+
+    def gov_fn2(ch):
+        r = woe_passive(ch, Xg, small_params)
+        return screen_passive(ch, gov_raw, r.aliases, correlate=lambda a: None)
+
+    with pytest.raises(ProtocolError, match="candidates"):
+        run_parties(MemoryNetwork(("bank", "gov")), {"bank": bad_bank, "gov": gov_fn2}, timeout=60)
 
 
 def _screen(bank_raw, gov_raw, y, small_params, *, reveal: bool, policy=None):
