@@ -20,7 +20,8 @@ from privfin.crypto import ou, paillier
 from privfin.crypto._he import EncryptedVector, HEPrivateKey, HEPublicKey, ZeroPool, dict_from_bytes
 from privfin.crypto.encoding import DEFAULT_FRAC_BITS, FixedPointEncoder
 from privfin.crypto.packing import OffsetEncoder, Packer, SlotPowers
-from privfin.errors import CryptoError
+from privfin.errors import CryptoError, ProtocolError
+from privfin.transport.base import Channel
 
 SCHEMES = ("paillier", "ou")
 
@@ -42,6 +43,20 @@ def load_public_key(data: bytes | dict[str, Any]) -> HEPublicKey:
     if d.get("scheme") == "ou":
         return ou.OUPublicKey.from_dict(d)
     raise CryptoError(f"unknown HE scheme {d.get('scheme')!r} in key data")
+
+
+def recv_key_setup(chan: Channel, active: str, tag: str, n_rows: int, allow_insecure: bool
+                   ) -> tuple[dict[str, Any], HEPublicKey]:
+    """Passive side of a label holder's set-up message ``{"key": ..., "n_rows": ..., ...}``
+    (WOE, SecureBoost): its public key, checked to be >= 2048 bits unless ``allow_insecure``,
+    and that both parties hold ``n_rows`` aligned rows; :class:`ProtocolError` otherwise."""
+    setup = chan.recv(active, tag, expect=dict)
+    pk = load_public_key(bytes(setup["key"]))
+    if pk.key_bits < 2048 and not allow_insecure:
+        raise ProtocolError(f"the active party's key has {pk.key_bits} bits (< 2048)")
+    if int(setup["n_rows"]) != n_rows:
+        raise ProtocolError(f"the active party has {setup['n_rows']} rows, this party {n_rows}: inputs not aligned")
+    return setup, pk
 
 
 def load_private_key(data: bytes | dict[str, Any]) -> HEPrivateKey:
@@ -68,6 +83,7 @@ __all__ = [
     "keygen",
     "load_private_key",
     "load_public_key",
+    "recv_key_setup",
     "ou",
     "paillier",
 ]

@@ -70,6 +70,21 @@ def check_key_size(n_bits: int, allow_insecure: bool) -> None:
         raise CryptoError(f"key size n_bits={n_bits} is too small to work at all (minimum 256)")
 
 
+def check_peer_key(pk: HEPublicKey, who: str, allow_insecure: bool) -> None:
+    """Refuse another party's public key below 2048 bits unless ``allow_insecure`` (tests)."""
+    if pk.key_bits < 2048 and not allow_insecure:
+        raise CryptoError(f"{who} sent a {pk.key_bits}-bit key; at least 2048 bits are required")
+
+
+def slots_for(pk: HEPublicKey, slot_bytes: int) -> int:
+    """How many ``slot_bytes``-byte slots a packed non-negative plaintext under ``pk`` holds
+    (at least one, else :class:`CryptoError`)."""
+    slots = (pk.max_int.bit_length() - 1) // (8 * slot_bytes)
+    if slots < 1:
+        raise CryptoError(f"a {pk.key_bits}-bit key cannot hold one {8 * slot_bytes}-bit slot")
+    return slots
+
+
 def random_prime(bits: int, *, mod4_3: bool = False) -> mpz:
     """A random prime of exactly ``bits`` bits with its two top bits set (CSPRNG candidates).
 

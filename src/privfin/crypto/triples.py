@@ -88,8 +88,10 @@ from privfin.crypto._he import (
     EncryptedVector,
     HEPrivateKey,
     HEPublicKey,
+    check_peer_key,
     obj_array,
     key_from_spec,
+    slots_for,
     spec_of,
 )
 from privfin.crypto.sharing import RING_BITS, BeaverTriple, prg_ring, random_ring
@@ -124,8 +126,7 @@ def exchange_keys(chan: Channel, peer: str, *, key_bits: int = 2048, allow_insec
     if d.get("scheme") != "paillier":
         raise ProtocolError(f"'{tag}' from '{peer}': expected a Paillier public key")
     peer_pk = paillier.PaillierPublicKey.from_dict(d)
-    if peer_pk.key_bits < 2048 and not allow_insecure:
-        raise CryptoError(f"peer '{peer}' sent a {peer_pk.key_bits}-bit key; at least 2048 bits are required")
+    check_peer_key(peer_pk, f"peer '{peer}'", allow_insecure)
     return TripleKeys(pk, sk, peer_pk)
 
 
@@ -147,10 +148,7 @@ def _layout(pk: HEPublicKey, d: int, sigma: int) -> PackedLayout:
     d = 50 at 2048 bits)."""
     value_bits = 2 * RING_BITS + max(0, math.ceil(math.log2(max(d, 1))))
     plain_bits = pk.max_int.bit_length() - 1
-    min_bytes = (value_bits + sigma + 1 + 7) // 8
-    slots = plain_bits // (8 * min_bytes)
-    if slots < 1:
-        raise CryptoError(f"a {pk.key_bits}-bit key cannot hold one {8 * min_bytes}-bit slot")
+    slots = slots_for(pk, (value_bits + sigma + 1 + 7) // 8)
     slot_bytes = plain_bits // (8 * slots)
     return PackedLayout(8 * slot_bytes - 1, slot_bytes, slots)
 

@@ -105,9 +105,9 @@ import pandas as pd
 from gmpy2 import mpz
 
 from privfin.crypto import paillier
-from privfin.crypto._he import EncryptedVector, key_from_spec, obj_array, spec_of
+from privfin.crypto._he import EncryptedVector, check_peer_key, key_from_spec, obj_array, slots_for, spec_of
 from privfin.crypto.triples import encrypt_packed_chunk, parse_ciphertexts
-from privfin.errors import CryptoError, DataError, ProtocolError
+from privfin.errors import DataError, ProtocolError
 from privfin.runtime.executor import get_executor
 from privfin.transport.base import Channel, Kind
 
@@ -222,10 +222,7 @@ def _layout(pk: paillier.PaillierPublicKey, n: int, frac_bits: int, masked: bool
     offset = 1 << math.ceil(math.log2(math.sqrt(n) * 2.0 ** frac_bits + 2))
     if 2 * offset > 1 << min(63, 8 * slot_bytes):
         raise DataError(f"{n} rows at frac_bits={frac_bits} do not fit the packed layout")
-    slots = (pk.max_int.bit_length() - 1) // (8 * slot_bytes)
-    if slots < 1:
-        raise CryptoError(f"a {pk.key_bits}-bit key cannot hold one {8 * slot_bytes}-bit slot")
-    return _Layout(n, frac_bits, v, slot_bytes, slots, offset, mask_bits)
+    return _Layout(n, frac_bits, v, slot_bytes, slots_for(pk, slot_bytes), offset, mask_bits)
 
 
 def _quantize(Z: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -423,8 +420,7 @@ def _pk_from(d: Any, what: str, params: CorrParams) -> paillier.PaillierPublicKe
     if not isinstance(d, dict) or d.get("scheme") != "paillier":
         raise ProtocolError(f"{what}: expected a Paillier public key")
     pk = paillier.PaillierPublicKey.from_dict(d)
-    if pk.key_bits < 2048 and not params.allow_insecure:
-        raise CryptoError(f"{what}: a {pk.key_bits}-bit key; at least 2048 bits are required")
+    check_peer_key(pk, what, params.allow_insecure)
     return pk
 
 

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from gmpy2 import mpz
 
-from privfin.crypto import EncryptedVector, Packer, keygen, load_public_key
+from privfin.crypto import EncryptedVector, Packer, keygen, recv_key_setup
 from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.features.binning import check_bin_matrix
 from privfin.features.woe import BinStats, bin_stats, counts_by_bin
@@ -329,12 +329,7 @@ def woe_passive(chan: Channel, X_own_bins: np.ndarray, params: WoeParams | None 
     if d and min(int(c.min()) for c in counts) < min_count:
         raise DataError(f"a bin has fewer than the minimum {min_count} rows; merge bins before running WOE")
     act = active or chan.peers[0]
-    setup = chan.recv(act, TAG_SETUP, expect=dict)
-    pk = load_public_key(bytes(setup["key"]))
-    if pk.key_bits < 2048 and not p.allow_insecure:
-        raise ProtocolError(f"the active party's key has {pk.key_bits} bits (< 2048)")
-    if int(setup["n_rows"]) != n:
-        raise ProtocolError(f"the active party has {setup['n_rows']} rows, this party {n}: inputs not aligned")
+    setup, pk = recv_key_setup(chan, act, TAG_SETUP, n, p.allow_insecure)
     if bool(setup["share_woe"]) != p.share_woe or int(setup["min_count"]) != min_count:
         raise ProtocolError("share_woe / minimum bin size differ between the parties' parameters")
     chunk, n_chunks = int(setup["chunk_rows"]), int(setup["n_chunks"])

@@ -149,7 +149,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from privfin.crypto import paillier
-from privfin.crypto._he import EncryptedVector, obj_array
+from privfin.crypto._he import EncryptedVector, check_peer_key, obj_array, slots_for
 from privfin.crypto.packing import Packer
 from privfin.crypto.sharing import decode as ring_decode
 from privfin.crypto.sharing import encode as ring_encode
@@ -161,7 +161,7 @@ from privfin.crypto.triples import (
     parse_ciphertexts,
     unpack_low64,
 )
-from privfin.errors import CryptoError, DataError, ProtocolError
+from privfin.errors import DataError, ProtocolError
 from privfin.models.logistic import (
     EarlyStopping,
     LRParams,
@@ -239,10 +239,7 @@ def pack_layout(pk: paillier.PaillierPublicKey, ncols: int, n_parties: int, para
     rbits = params.feature_bits + lb + lm + params.sigma
     slot_bits = 64 + rbits + lm + 2
     slot_bytes = (slot_bits + 7) // 8
-    plain_bits = pk.max_int.bit_length() - 1
-    slots = plain_bits // (8 * slot_bytes)
-    if slots < 1:
-        raise CryptoError(f"a {pk.key_bits}-bit key cannot hold one {8 * slot_bytes}-bit slot")
+    slots = slots_for(pk, slot_bytes)
     return PackLayout(slot_bytes, slots, -(-ncols // slots), ncols, rbits)
 
 
@@ -420,8 +417,7 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
                                 f"passive party '{p}' has {h.get('n')} / {max(int(h.get('nv', -1)), 0)}; align the "
                                 "samples (PSI) and split them the same way first")
             ppk = paillier.PaillierPublicKey.from_dict(h["pk"])
-            if ppk.key_bits < 2048 and not params.allow_insecure:
-                raise CryptoError(f"passive party '{p}' sent a {ppk.key_bits}-bit key; at least 2048 bits are required")
+            check_peer_key(ppk, f"passive party '{p}'", params.allow_insecure)
             pks[p], dims[p] = ppk, int(h["d"])
         setup = {"parties": [chan.party, *plist], "pks": {k: v.to_dict() for k, v in pks.items()}, "dims": dims}
         chan.broadcast("lr/setup", setup, to=plist)
@@ -535,8 +531,7 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
         if parties[0] != active or chan.party not in parties or pks.get(chan.party) != pk or dims.get(chan.party) != d:
             raise ProtocolError(f"'lr/setup' from '{active}' does not match this party's hello")
         for k, kpk in pks.items():
-            if kpk.key_bits < 2048 and not params.allow_insecure:
-                raise CryptoError(f"party '{k}' uses a {kpk.key_bits}-bit key; at least 2048 bits are required")
+            check_peer_key(kpk, f"party '{k}'", params.allow_insecure)
         others = [p for p in parties if p != chan.party]
         lays, encx, t = _exchange_rows(chan, xq, sk, {k: pks[k] for k in parties}, dims, others, params, timings, t)
         my = lays[chan.party]

@@ -116,7 +116,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from privfin.crypto import EncryptedVector, OffsetEncoder, Packer, ZeroPool, keygen, load_public_key
+from privfin.crypto import EncryptedVector, OffsetEncoder, Packer, ZeroPool, keygen, recv_key_setup
 from privfin.crypto._he import obj_array
 from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.features.binning import check_bin_matrix
@@ -762,12 +762,7 @@ def sb_passive(chan: Channel, bins_own: Any, params: SBParams | None = None, *, 
     vx = None if bins_valid is None else _check_bins(bins_valid)[0]
     n = X.shape[0]
     act = active or chan.peers[0]
-    setup = chan.recv(act, TAG_SETUP, expect=dict)
-    pk = load_public_key(bytes(setup["key"]))
-    if pk.key_bits < 2048 and not p.allow_insecure:
-        raise ProtocolError(f"the active party's key has {pk.key_bits} bits (< 2048)")
-    if int(setup["n_rows"]) != n:
-        raise ProtocolError(f"the active party has {setup['n_rows']} rows, this party {n}: inputs not aligned")
+    setup, pk = recv_key_setup(chan, act, TAG_SETUP, n, p.allow_insecure)
     if int(setup["frac_bits"]) != p.frac_bits:
         raise ProtocolError("frac_bits differ between the parties' parameters")
     index = int(setup.get("index", 1))
