@@ -302,13 +302,15 @@ def demo(ctx: typer.Context,
         console.print(render.metrics_table(status["metrics"], title="summary at the bank"))
         console.print(render.ledger_table(JobStore(res.bank_store).ledger_summary(res.job_id),
                                           title="what the bank received"))
-        bank = out["bank_only"]
-        for name, base in (("lr", bank), ("boost", out["bank_only_boost"])):
-            fed = out["federated"][name]
+        from privfin.evaluation.metrics import BANK_ONLY, compare
+
+        for name, base_name in BANK_ONLY.items():
+            fed, base = out["federated"][name], out[base_name]
             if fed and base:
+                c = compare(base, fed)
                 console.print(f"[bold]holdout {name:5}[/] AUC bank-only {base['auc']:.4f} -> federated {fed['auc']:.4f} "
-                              f"({100 * (fed['auc'] / base['auc'] - 1):+.1f}%); KS {base['ks']:.4f} -> "
-                              f"{fed['ks']:.4f} ({100 * (fed['ks'] / base['ks'] - 1):+.1f}%)")
+                              f"({c['auc_change_pct']:+.1f}%); KS {base['ks']:.4f} -> "
+                              f"{fed['ks']:.4f} ({c['ks_change_pct']:+.1f}%)")
         console.print(f"workdir: {res.workdir}  (party configs, logs, job stores; "
                       f"`privfin jobs show {res.job_id} -c {res.workdir / 'bank' / 'party.toml'}`)")
         if res.report is not None:
