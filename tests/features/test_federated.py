@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from privfin.crypto import EncryptedVector, Packer, load_public_key
-from privfin.errors import DataError, ProtocolError
+from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.features import Binner, plain_stats, woe_active, woe_passive
 from privfin.features.federated import TAG_LABELS, TAG_SETUP, TAG_SUMS, TAG_WOE
 from privfin.runtime.executor import LocalProcessExecutor, set_executor
@@ -134,7 +134,7 @@ def test_bad_inputs(small_params, serial_executor):
     tiny[:3, 1] = 9  # a bin of 3 rows, below 5% of 500
     with pytest.raises(DataError, match="minimum"):
         _run({"bank": Xa, "gov": tiny}, y, small_params)
-    with pytest.raises(ProtocolError, match="2048"):
+    with pytest.raises(CryptoError, match="2048"):
         net = MemoryNetwork(("bank", "gov"))
         run_parties(net, {"bank": lambda ch: woe_active(ch, y, Xa, small_params),
                           "gov": lambda ch: woe_passive(ch, Xp, dataclasses.replace(small_params, allow_insecure=False))})

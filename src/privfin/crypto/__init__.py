@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from privfin.crypto import ou, paillier
-from privfin.crypto._he import EncryptedVector, HEPrivateKey, HEPublicKey, ZeroPool, dict_from_bytes
+from privfin.crypto._he import EncryptedVector, HEPrivateKey, HEPublicKey, ZeroPool, check_peer_key, dict_from_bytes
 from privfin.crypto.encoding import DEFAULT_FRAC_BITS, FixedPointEncoder
 from privfin.crypto.packing import OffsetEncoder, Packer, SlotPowers
 from privfin.errors import CryptoError, ProtocolError
@@ -49,11 +49,11 @@ def recv_key_setup(chan: Channel, active: str, tag: str, n_rows: int, allow_inse
                    ) -> tuple[dict[str, Any], HEPublicKey]:
     """Passive side of a label holder's set-up message ``{"key": ..., "n_rows": ..., ...}``
     (WOE, SecureBoost): its public key, checked to be >= 2048 bits unless ``allow_insecure``,
-    and that both parties hold ``n_rows`` aligned rows; :class:`ProtocolError` otherwise."""
+    and that both parties hold ``n_rows`` aligned rows (:class:`CryptoError` for a short key,
+    as everywhere, :class:`ProtocolError` for misaligned rows)."""
     setup = chan.recv(active, tag, expect=dict)
     pk = load_public_key(bytes(setup["key"]))
-    if pk.key_bits < 2048 and not allow_insecure:
-        raise ProtocolError(f"the active party's key has {pk.key_bits} bits (< 2048)")
+    check_peer_key(pk, "the active party", allow_insecure)
     if int(setup["n_rows"]) != n_rows:
         raise ProtocolError(f"the active party has {setup['n_rows']} rows, this party {n_rows}: inputs not aligned")
     return setup, pk
