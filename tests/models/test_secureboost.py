@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from privfin.errors import DataError, ProtocolError
+from privfin.errors import CryptoError, DataError, ProtocolError
 from privfin.features.binning import Binner
 from privfin.models.secureboost import (
     SBParams,
@@ -139,7 +139,7 @@ def test_bad_inputs(serial_executor):
         _run([parts[0], parts[1]], y * 2, PARAMS)
     with pytest.raises(ProtocolError):  # passive has a different row count
         _run([parts[0], parts[1][:-1]], y, PARAMS)
-    with pytest.raises(ProtocolError):  # passive refuses a short key without allow_insecure
+    with pytest.raises(CryptoError, match="2048"):  # passive refuses a short key without allow_insecure
         net = MemoryNetwork(("bank", "p1"))
         strict = SBParams(scheme="ou", key_bits=768, allow_insecure=False)
         run_parties(net, {"bank": lambda c: sb_active(c, parts[0], y, PARAMS),
