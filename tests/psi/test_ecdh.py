@@ -76,3 +76,47 @@ def test_small_order_point_is_a_protocol_error():
 def test_hash_is_keyed_by_domain_not_plain_sha256():
     u = ecdh.hash_to_u(b"abc", ecdh.domain("j", "c"))
     assert u != hashlib.sha256(b"abc").digest()
+
+
+def test_batch_hash_to_curve_equals_scalar_on_random_ids():
+    """The inline batch loop (counter 0) and its fallback (counter >= 2) equal :func:`hash_to_u`."""
+    rng = np.random.default_rng(3)
+    ids = [bytes(rng.integers(33, 127, size=int(rng.integers(1, 40)), dtype=np.uint8)) for _ in range(1500)]
+    dst = ecdh.domain("job-batch", "two-party")
+    u = ecdh.hash_to_u_chunk(np.array(ids), dst)
+    assert u.shape == (1500, 32)
+    assert [row.tobytes() for row in u] == [ecdh.hash_to_u(i, dst) for i in ids]
+    assert all(_on_curve(row.tobytes()) for row in u)
+    assert (u[:, 31] < 0x80).all()
+    # about 1/4 of ids need counter 2 or more: the fallback path was exercised
+    base = ecdh._h2c_base(dst)
+    late = sum(ecdh._hash_to_u(base, i, start=2) == ecdh.hash_to_u(i, dst) for i in ids[:200])
+    assert 20 <= late <= 90
+    assert ecdh.hash_to_u_chunk([], dst).shape == (0, 32)
+
+
+def test_batch_backends_agree_and_reject_small_order():
+    dst = ecdh.domain("job", "backends")
+    u = ecdh.hash_to_u_chunk([str(i).encode() for i in range(64)], dst)
+    k = ecdh.new_scalar()
+    a, b = ecdh._blind_openssl(u, k), ecdh._blind_raw(u, k)
+    assert np.array_equal(a, b) and a.flags.writeable
+    # a peer's bytes: top bit set and a non-canonical u >= p are read alike (RFC 7748 5)
+    odd = np.frombuffer(np.random.default_rng(1).bytes(32 * 40), np.uint8).reshape(-1, 32).copy()
+    odd[:20, 31] |= 0x80
+    odd[20] = np.frombuffer((ecdh.P + 5).to_bytes(32, "little"), np.uint8)
+    assert np.array_equal(ecdh._blind_openssl(odd, k), ecdh._blind_raw(odd, k))
+    assert ecdh.BACKEND in ecdh.BACKENDS
+    bad = u.copy()
+    bad[5] = 0  # u = 0: small order
+    for fn in (ecdh._blind_openssl, ecdh._blind_raw):
+        with pytest.raises(ProtocolError):
+            fn(bad, k)
+
+
+def test_tags_match_one_blake2b_per_point():
+    dst = ecdh.domain("job", "tags")
+    pts = ecdh.hash_to_u_chunk([b"a", b"b", b"c"], dst)
+    want = [hashlib.blake2b(dst + p.tobytes(), digest_size=16, person=b"privfin-tag-v1").digest() for p in pts]
+    assert ecdh.tags_of(pts, dst).tolist() == want
+    assert ecdh.tags_of(pts[:0], dst).shape == (0,)

@@ -91,9 +91,19 @@ class Sender:
 
 
 def member(tags: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """Boolean mask: which ``tags`` occur in the sorted array ``sorted_ref``."""
+    """Boolean mask: which ``tags`` occur in the sorted array ``sorted_ref``.
+
+    For tags, the search runs on the first 8 bytes as big-endian ``uint64`` (same order as the
+    bytes, ~10x faster than searching ``S16``) and every candidate is then compared in full;
+    if two reference tags share their first 8 bytes it searches the full tags instead."""
     if len(sorted_ref) == 0 or len(tags) == 0:
         return np.zeros(len(tags), bool)
+    if tags.dtype == TAG_DTYPE and sorted_ref.dtype == TAG_DTYPE:
+        kref = np.ascontiguousarray(sorted_ref).view(">u8")[::2].astype(np.uint64)
+        if len(kref) < 2 or bool((kref[1:] != kref[:-1]).all()):
+            pos = np.searchsorted(kref, np.ascontiguousarray(tags).view(">u8")[::2].astype(np.uint64))
+            pos[pos >= len(sorted_ref)] = 0
+            return sorted_ref[pos] == tags
     pos = np.searchsorted(sorted_ref, tags)
     pos[pos >= len(sorted_ref)] = 0
     return sorted_ref[pos] == tags

@@ -2,6 +2,10 @@
 
 Error messages name counts and row positions, never the id values themselves.
 
+Speed: when every id is an ASCII ``str`` or every id an integer (None allowed), cleaning runs on a pyarrow string array
+(trim, case, printable test, duplicate count, conversion to a fixed-width ``S`` array) with
+results identical to :func:`normalize` per id (tested); anything else takes the per-id path.
+
 Checksums:
 
 * **Chinese resident identity number** (GB 11643-1999): 17 digits and a check character;
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from privfin.errors import ConfigError, DataError
 
@@ -30,6 +36,8 @@ _RID_CHECK = "10X98765432"
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUE = {c: i for i, c in enumerate(_USCC_ALPHABET)}
 _USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
+_ASCII_SPACE = "".join(chr(i) for i in range(128) if chr(i).isspace())  # what str.strip() removes in ASCII
+_MISSING = "missing or empty"
 
 
 class InvalidIdError(DataError):
@@ -182,35 +190,19 @@ def clean_ids(ids: Iterable[Any] | Sequence[Any] | np.ndarray, policy: IdPolicy 
     n_input = len(items)
     if n_input == 0:
         raise EmptyInputError(f"{party}: the id list is empty")
-    validator = _VALIDATORS[policy.checksum] if policy.checksum else None
-    reasons: dict[str, int] = {}
-    first_bad = -1
-    kept: list[str] = []
-    rows: list[int] = []
-    for i, raw in enumerate(items):
-        v = normalize(raw, policy)
-        reason = None
-        if v is None:
-            reason = "missing or empty"
-        elif validator is not None and not validator(v):
-            reason = f"fails {policy.checksum} format/checksum"
-        if reason is not None:
-            reasons[reason] = reasons.get(reason, 0) + 1
-            if first_bad < 0:
-                first_bad = i
-            continue
-        kept.append(v)  # type: ignore[arg-type]
-        rows.append(i)
-    n_invalid = n_input - len(kept)
+    fast = _clean_ascii(items, policy)
+    values, rows_arr, reasons, first_bad = fast if fast is not None else _clean_each(items, policy)
+    n_invalid = n_input - len(values)
     if n_invalid and policy.on_invalid == "error":
         detail = ", ".join(f"{k}: {c}" for k, c in sorted(reasons.items()))
         raise InvalidIdError(f"{party}: {n_invalid} of {n_input} ids are invalid ({detail}); first at row {first_bad}. "
                              "Fix the data or set on_invalid='skip' to drop and count them")
-    if not kept:
+    if not len(values):
         raise EmptyInputError(f"{party}: none of the {n_input} ids is usable after normalization/validation")
-    enc = [v.encode("utf-8") for v in kept]
-    values = np.array(enc, dtype=f"S{max(len(e) for e in enc)}")
-    rows_arr = np.asarray(rows, dtype=np.int64)
+    if fast is not None and len(pc.unique(pa.array(values))) == len(values):  # hash count: no sort needed
+        report = HygieneReport(n_input=n_input, n_invalid=n_invalid, n_duplicates=0, n_used=len(rows_arr),
+                               invalid_reasons=reasons)
+        return CleanIds(values=values, rows=rows_arr, report=report)
     uniq, first_idx = np.unique(values, return_index=True)
     n_dup = len(values) - len(uniq)
     if n_dup:
@@ -225,6 +217,95 @@ def clean_ids(ids: Iterable[Any] | Sequence[Any] | np.ndarray, policy: IdPolicy 
     report = HygieneReport(n_input=n_input, n_invalid=n_invalid, n_duplicates=n_dup, n_used=len(rows_arr),
                            invalid_reasons=reasons)
     return CleanIds(values=values, rows=rows_arr, report=report)
+
+
+_Cleaned = tuple[np.ndarray, np.ndarray, dict[str, int], int]  # S values, rows, invalid reasons, first bad row
+
+
+def _clean_each(items: list[Any], policy: IdPolicy) -> _Cleaned:
+    """Per-id cleaning with :func:`normalize` (any input types)."""
+    validator = _VALIDATORS[policy.checksum] if policy.checksum else None
+    reasons: dict[str, int] = {}
+    first_bad = -1
+    kept: list[bytes] = []
+    rows: list[int] = []
+    for i, raw in enumerate(items):
+        v = normalize(raw, policy)
+        reason = None
+        if v is None:
+            reason = _MISSING
+        elif validator is not None and not validator(v):
+            reason = f"fails {policy.checksum} format/checksum"
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            if first_bad < 0:
+                first_bad = i
+            continue
+        kept.append(v.encode("utf-8"))  # type: ignore[union-attr]
+        rows.append(i)
+    values = np.array(kept, dtype=f"S{max(map(len, kept))}") if kept else np.empty(0, "S1")
+    return values, np.asarray(rows, dtype=np.int64), reasons, first_bad
+
+
+def _clean_ascii(items: list[Any], policy: IdPolicy) -> _Cleaned | None:
+    """Vectorized cleaning when every id is an ASCII ``str``, or every id an integer (None allowed);
+    None otherwise.
+
+    Same result as :func:`normalize` per id: for ASCII, NFKC is the identity, ``strip``
+    removes :data:`_ASCII_SPACE`, case mapping is ASCII, and an id is rejected when it is
+    missing, empty after stripping, or holds a non-printable character."""
+    try:
+        arr = pa.array(items)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return None
+    if pa.types.is_integer(arr.type):  # integer ids: decimal text, as str(int(v))
+        arr = pc.cast(arr, pa.string())
+    if arr.type != pa.string() or not pc.all(pc.fill_null(pc.string_is_ascii(arr), True)).as_py():
+        return None
+    if policy.strip:
+        arr = pc.utf8_trim(arr, characters=_ASCII_SPACE)
+    if policy.case == "upper":
+        arr = pc.ascii_upper(arr)
+    elif policy.case == "lower":
+        arr = pc.ascii_lower(arr)
+    ok = pc.fill_null(pc.and_(pc.greater(pc.binary_length(arr), 0), pc.ascii_is_printable(arr)), False)
+    ok_np = ok.to_numpy(zero_copy_only=False)
+    reasons: dict[str, int] = {}
+    n_missing = len(ok_np) - int(ok_np.sum())
+    if n_missing:
+        reasons[_MISSING] = n_missing
+    if policy.checksum:
+        validator = _VALIDATORS[policy.checksum]
+        idx = np.flatnonzero(ok_np)
+        passed = np.fromiter((validator(v) for v in arr.filter(ok).to_pylist()), bool, len(idx))
+        if not passed.all():
+            reasons[f"fails {policy.checksum} format/checksum"] = int((~passed).sum())
+            ok_np[idx[~passed]] = False
+    bad = np.flatnonzero(~ok_np)
+    rows = np.flatnonzero(ok_np).astype(np.int64)
+    values = _fixed_width(arr.filter(pa.array(ok_np)))
+    return values, rows, reasons, int(bad[0]) if len(bad) else -1
+
+
+def _fixed_width(arr: pa.Array) -> np.ndarray:
+    """A non-null pyarrow string array as a NUL-padded fixed-width ``S`` numpy array."""
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, "S1")
+    arr = pa.concat_arrays([arr]) if arr.offset else arr  # offset 0, own buffers
+    offs = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1)
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.empty(0, np.uint8)
+    lens = np.diff(offs)
+    width = max(int(lens.max()), 1)
+    data = data[offs[0]:offs[-1]]
+    if (lens == width).all():
+        fixed = data.reshape(n, width).copy()
+    else:
+        fixed = np.zeros((n, width), np.uint8)
+        row = np.repeat(np.arange(n), lens)
+        col = np.arange(len(data)) - np.repeat(offs[:-1] - offs[0], lens)
+        fixed[row, col] = data
+    return fixed.view(f"S{width}").ravel()
 
 
 __all__ = [
