@@ -67,27 +67,32 @@ def transfer(ctx: StepContext, params: dict[str, Any]) -> None:
 
 @step("psi")
 def psi_step(ctx: StepContext, params: dict[str, Any]) -> None:
-    """Align the parties' rows with ECDH PSI (two-party, or leader-based for three or more).
+    """Align the parties' rows with PSI: KKRT (OT-based) for two parties revealing rows, ECDH
+    otherwise (two-party size-only, leader-based for three or more).
 
-    Parameters: ``reveal`` ("rows" | "size_only"), ``to`` (parties that learn the result;
-    default all), ``leader`` (multi-party), and the id policy: ``strip``, ``nfkc``, ``case``
+    Parameters: ``protocol`` ("auto" | "kkrt" | "ecdh"; "auto" as above), ``reveal`` ("rows" |
+    "size_only"), ``to`` (parties that learn the result; default all), ``leader``
+    (multi-party), and the id policy: ``strip``, ``nfkc``, ``case``
     ("upper" | "lower" | "keep"), ``checksum`` ("resident_id" | "credit_code" |
     "resident_id_or_credit_code"), ``on_invalid`` ("error" | "skip"), ``duplicates``
     ("error" | "dedupe").
 
     With ``reveal = "rows"`` every party named in ``to`` continues with its own rows of the
     intersection, in the order common to all parties, and stores them as the ``aligned``
-    artifact. Security: see :mod:`privfin.psi.protocol`.
+    artifact. Metric ``protocol``: the one that ran. Security: see :mod:`privfin.psi.kkrt`
+    and :mod:`privfin.psi.protocol`.
     """
     from privfin.psi import IdPolicy, PsiParams, psi
+    from privfin.psi.protocol import protocol_for
 
     policy_keys = {"strip": bool, "nfkc": bool, "case": str, "checksum": str, "on_invalid": str, "duplicates": str}
     policy = IdPolicy(**{k: ctx.param(params, k, t, None) for k, t in policy_keys.items() if k in params})
     to = ctx.param(params, "to", list, None)
     reveal = ctx.param(params, "reveal", str, "rows", choices=("rows", "size_only"))
     pp = PsiParams(reveal=reveal, to=tuple(to) if to else None, leader=ctx.param(params, "leader", str, None),
-                   policy=policy)
+                   policy=policy, protocol=ctx.param(params, "protocol", str, "auto", choices=("auto", "kkrt", "ecdh")))
     table = ctx.state["table"]
+    ctx.metric("protocol", protocol_for(pp, len(ctx.chan.peers) + 1))
     res = psi(ctx.chan, table.ids, pp)
     h = res.hygiene
     ctx.metric("input_ids", h.n_input)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -34,8 +35,10 @@ GENERATORS = {"numeric18": numeric18, "resident_id": resident_id, "credit_code":
 
 def run(sets: dict[str, list[str]], params: PsiParams | None = None, job: str = "job-psi",
         roles: dict | None = None) -> tuple[MemoryNetwork, dict]:
+    """The ECDH protocols (``protocol = "ecdh"``; KKRT is tested in test_kkrt.py)."""
     net = MemoryNetwork(tuple(sets))
     roles = roles or {}
+    params = replace(params or PsiParams(), protocol="ecdh")
     fns = {p: (lambda ch, p=p: roles.get(p, psi)(ch, sets[p], params)) for p in sets}
     return net, run_parties(net, fns, job_id=job, timeout=60)
 
@@ -280,8 +283,8 @@ def test_no_overlap_is_a_clear_error_or_allowed():
 def test_parameter_mismatch_is_detected():
     net = MemoryNetwork(("a", "b"))
     with pytest.raises(ProtocolError, match="reveal"):
-        run_parties(net, {"a": lambda ch: psi(ch, ["1"], PsiParams()),
-                          "b": lambda ch: psi(ch, ["1"], PsiParams(reveal="size_only"))}, timeout=10)
+        run_parties(net, {"a": lambda ch: psi(ch, ["1"], PsiParams()),  # auto: KKRT
+                          "b": lambda ch: psi(ch, ["1"], PsiParams(reveal="size_only"))}, timeout=10)  # ECDH
 
 
 def test_to_must_name_parties():
@@ -326,7 +329,7 @@ def test_bench_sets_and_memory_run(tmp_path):
     pa.write_text("id\n" + "\n".join(a) + "\n")
     pb.write_text("id\n" + "\n".join(b) + "\n")
     assert read_id_csv(pa) == a
-    res = bench_psi(500, 0.8, transport="memory", csv=(str(pa), str(pb)))
+    res = bench_psi(500, 0.8, transport="memory", csv=(str(pa), str(pb)), protocol="ecdh")
     assert res["correct"] and res["intersection"] == 400 and res["bytes_sent"] > 0
     assert {"wall_s", "bytes_sent", "peak_rss_mb", "cpu_s"} <= set(res)
 
@@ -336,6 +339,22 @@ def test_two_party_over_grpc_processes():
     """Both parties as separate processes over loopback gRPC with mutual TLS."""
     from privfin.bench.psi import run_grpc
 
-    res = run_grpc(3000, 0.5, PsiParams(block=1024))
+    res = run_grpc(3000, 0.5, PsiParams(block=1024, protocol="ecdh"))
     assert res["correct"] and res["intersection"] == 1500
     assert res["parties"]["alice"]["size"] == res["parties"]["bob"]["size"] == 1500
+
+
+def test_member_prefix_search_equals_full_search():
+    from privfin.psi._stream import TAG_DTYPE, member
+
+    rng = np.random.default_rng(9)
+    ref = np.sort(np.frombuffer(rng.bytes(16 * 500), TAG_DTYPE))
+    probe = np.concatenate([ref[rng.permutation(500)[:200]], np.frombuffer(rng.bytes(16 * 300), TAG_DTYPE)])
+    want = np.isin(probe, ref)
+    assert member(probe, ref).tolist() == want.tolist() and want.sum() == 200
+    # two reference tags sharing their first 8 bytes: falls back to the full search, still exact
+    raw = bytearray(ref.tobytes())
+    raw[16:24] = raw[0:8]
+    ref2 = np.sort(np.frombuffer(bytes(raw), TAG_DTYPE))
+    assert member(probe, ref2).tolist() == np.isin(probe, ref2).tolist()
+    assert member(probe, ref2[:0]).tolist() == [False] * len(probe)

@@ -1,4 +1,5 @@
-"""``privfin bench psi --size N --overlap F --json``: two-party ECDH PSI, both parties' work.
+"""``privfin bench psi --size N --overlap F --json``: two-party PSI, both parties' work
+(``--protocol auto``: KKRT, :mod:`privfin.psi.kkrt`; ``--protocol ecdh``: X25519 ECDH).
 
 Each party's work is :func:`party_work` ``(chan, ids, params)``: it runs over any
 :class:`~privfin.transport.base.Channel`. Transports:
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from privfin.psi.protocol import PsiParams, psi
+from privfin.psi.protocol import PsiParams, protocol_for, psi
 from privfin.bench.harness import Timed, machine_busy_s, run_processes, usage, warm_pool
 from privfin.transport.base import Channel
 
@@ -166,10 +167,10 @@ def run_memory_multi(size: int, overlap: float, n_parties: int = 3, params: PsiP
 
 
 def grpc_party(chan: Channel, timed: Timed, index: int, size: int, overlap: float, seed: int, reveal: str,
-               block: int, csv: list[str] | None = None) -> dict[str, Any]:
+               block: int, csv: list[str] | None = None, protocol: str = "auto") -> dict[str, Any]:
     """Body of one party process (run by the harness): own data, own executor pool."""
     ids = read_id_csv(csv[index]) if csv else make_sets(size, overlap, seed)[index]
-    params = PsiParams(reveal=reveal, block=block, on_empty="allow")  # type: ignore[arg-type]
+    params = PsiParams(reveal=reveal, block=block, on_empty="allow", protocol=protocol)  # type: ignore[arg-type]
     warm_pool()
     with timed:
         summary = party_work(chan, ids, params)
@@ -192,7 +193,7 @@ def run_grpc(size: int, overlap: float, params: PsiParams, seed: int = 20261129,
              check: bool = True, csv: tuple[str, str] | None = None) -> dict[str, Any]:
     """Each party in its own process over loopback gRPC with mutual TLS."""
     common = {"size": size, "overlap": overlap, "seed": seed, "reveal": params.reveal, "block": params.block,
-              "csv": list(csv) if csv else None}
+              "csv": list(csv) if csv else None, "protocol": params.protocol}
     rep = run_processes({p: f"{__name__}:grpc_party" for p in PARTIES},
                         {p: dict(common, index=i) for i, p in enumerate(PARTIES)})
     by = {p: rep[p] for p in PARTIES}
@@ -236,9 +237,10 @@ def _summary(transport: str, size: int, overlap: float, wall: float, cpu: float,
 
 def bench_psi(size: int, overlap: float, *, transport: str = "grpc", reveal: str = "rows",
               block: int = 1 << 17, seed: int = 20261129, check: bool = True,
-              csv: tuple[str, str] | None = None) -> dict[str, Any]:
-    """What ``privfin bench psi`` prints (as a dict). ``csv``: the two parties' id files."""
-    params = PsiParams(reveal=reveal, block=block, on_empty="allow")  # type: ignore[arg-type]
+              csv: tuple[str, str] | None = None, protocol: str = "auto") -> dict[str, Any]:
+    """What ``privfin bench psi`` prints (as a dict). ``csv``: the two parties' id files;
+    ``protocol``: auto, ecdh or kkrt (:class:`~privfin.psi.PsiParams`)."""
+    params = PsiParams(reveal=reveal, block=block, on_empty="allow", protocol=protocol)  # type: ignore[arg-type]
     if transport == "grpc":
         res = run_grpc(size, overlap, params, seed, check, csv)
     elif transport == "memory":
@@ -246,6 +248,7 @@ def bench_psi(size: int, overlap: float, *, transport: str = "grpc", reveal: str
     else:
         raise ValueError(f"unknown transport {transport!r} (grpc or memory)")
     res["reveal"] = reveal
+    res["protocol"] = protocol_for(params, 2)
     if csv:
         res["data"] = {"alice": str(csv[0]), "bob": str(csv[1])}
         res["size"] = len(read_id_csv(csv[0]))

@@ -444,8 +444,10 @@ def bench_psi(size: Annotated[int, typer.Option(help="Ids per party.")] = 100_00
               csv: Annotated[tuple[Path, Path] | None, typer.Option(help="Two one-column id files (header 'id') "
                                                                    "instead of generated sets.")] = None,
               check: Annotated[bool, typer.Option(help="Check the result against Python's set intersection.")] = True,
+              protocol: Annotated[str, typer.Option(help="auto (KKRT for two parties revealing rows, else ECDH), "
+                                                             "ecdh or kkrt.")] = "auto",
               as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
-    """Two-party ECDH PSI (both parties' work) on generated 18-digit ids or given files."""
+    """Two-party PSI (both parties' work; KKRT or ECDH) on generated 18-digit ids or given files."""
     from privfin.bench.psi import bench_psi as run, run_memory_multi
     from privfin.psi import PsiParams
 
@@ -453,7 +455,7 @@ def bench_psi(size: Annotated[int, typer.Option(help="Ids per party.")] = 100_00
         res = run_memory_multi(size, overlap, parties, PsiParams(reveal=reveal, block=block, on_empty="allow"))
     else:
         res = run(size, overlap, transport=transport, reveal=reveal, block=block, check=check,
-                  csv=(str(csv[0]), str(csv[1])) if csv else None)
+                  csv=(str(csv[0]), str(csv[1])) if csv else None, protocol=protocol)
     _emit(res, as_json)
 
 

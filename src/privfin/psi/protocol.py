@@ -110,7 +110,9 @@ class PsiParams:
     the result (None = every party); ``leader``: the combining party of the multi-party
     protocol (default: first party name in sorted order); ``policy``: id cleaning;
     ``block``: ids per streamed message / executor batch; ``on_empty``: "error" raises
-    :class:`EmptyIntersectionError` at a party learning rows when the intersection is empty.
+    :class:`EmptyIntersectionError` at a party learning rows when the intersection is empty;
+    ``protocol``: "ecdh" (this module), "kkrt" (two parties revealing rows only, OT-based,
+    :mod:`privfin.psi.kkrt`) or "auto" (KKRT where it applies, ECDH otherwise).
     """
 
     reveal: Literal["rows", "size_only"] = "rows"
@@ -119,8 +121,11 @@ class PsiParams:
     policy: IdPolicy = field(default_factory=IdPolicy)
     block: int = 1 << 17
     on_empty: Literal["error", "allow"] = "error"
+    protocol: Literal["auto", "ecdh", "kkrt"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.protocol not in ("auto", "ecdh", "kkrt"):
+            raise ConfigError("protocol must be 'auto', 'ecdh' or 'kkrt'", key="protocol")
         if self.reveal not in ("rows", "size_only"):
             raise ConfigError("reveal must be 'rows' or 'size_only'", key="reveal")
         if self.on_empty not in ("error", "allow"):
@@ -178,9 +183,9 @@ def _seeded_permutation(seed: bytes, n: int) -> np.ndarray:
 def _hello(chan: Channel, params: PsiParams, proto: str, leader: str | None, extra: dict[str, Any],
            to: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Exchange parameter digests; every party must run the same job configuration."""
-    mine = {"v": PROTOCOL_VERSION, "proto": proto, "reveal": params.reveal,
+    mine = {"v": PROTOCOL_VERSION, "reveal": params.reveal,
             "to": list(params.to) if params.to is not None else None, "leader": leader,
-            "policy": params.policy.to_wire(), "backend_compat": "x25519-rfc7748"}
+            "policy": params.policy.to_wire(), "proto": proto, "backend_compat": "x25519-rfc7748"}
     peers = list(to)
     chan.broadcast("psi/hello", {**mine, **extra}, kind=Kind.PLAINTEXT, to=peers)
     got = chan.gather("psi/hello", frm=peers, expect=dict)
@@ -210,9 +215,22 @@ def _finish_rows(chan: Channel, params: PsiParams, indices: np.ndarray) -> None:
 # -- entry points -----------------------------------------------------------------------------
 
 
+def protocol_for(params: PsiParams, n_parties: int) -> Literal["ecdh", "kkrt"]:
+    """The protocol a job runs: ``params.protocol``, with "auto" = KKRT for two parties
+    revealing rows (about 10x less CPU than ECDH at 1M ids), ECDH otherwise."""
+    if params.protocol == "ecdh" or (params.protocol == "auto" and (n_parties != 2 or params.reveal != "rows")):
+        return "ecdh"
+    return "kkrt"
+
+
 def psi(chan: Channel, ids: Any, params: PsiParams | None = None) -> PsiResult:
-    """Run PSI as ``chan.party``: two-party protocol for 2 parties, leader-based for >= 3."""
+    """Run PSI as ``chan.party``: two-party protocol for 2 parties (KKRT or ECDH, see
+    :func:`protocol_for`), leader-based ECDH for >= 3."""
     params = params or PsiParams()
+    if protocol_for(params, len(chan.peers) + 1) == "kkrt":
+        from privfin.psi.kkrt import psi_kkrt  # kkrt builds on this module's helpers
+
+        return psi_kkrt(chan, ids, params)
     t0 = time.perf_counter()
     clean = clean_ids(ids, params.policy, party=chan.party)
     t_clean = time.perf_counter() - t0
@@ -620,5 +638,5 @@ def _mp_follower(chan: Channel, clean: CleanIds, params: PsiParams, leader: str,
     return PsiResult(me, size, indices, clean.report, {leader: n_leader}, timings)
 
 
-__all__ = ["PsiParams", "PsiResult", "psi", "psi_sender", "psi_receiver", "psi_leader", "psi_follower",
+__all__ = ["PsiParams", "PsiResult", "protocol_for", "psi", "psi_sender", "psi_receiver", "psi_leader", "psi_follower",
            "okvs_encode", "okvs_decode", "okvs_table_size"]
