@@ -409,7 +409,8 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     "standardized"), ``epochs`` (10), ``batch_size`` (1024), ``learning_rate`` (0.1), ``l2``
     (0), ``holdout_percent`` (30; rows whose id's MD5 is below it mod 100), ``key_bits``,
     ``early_stopping`` ("loss", "auc" or "none") with ``patience`` (2) on the validation rows
-    (``validation_percent``, default 10: the next band of the same MD5 rule, taken out of training).
+    (``validation_percent``, default 10: the next band of the same MD5 rule, taken out of training),
+    ``class_weight`` ("balanced" or a table ``{"0" = 1.0, "1" = 3.0}``; default none).
     Every party keeps its own coefficients (artifact ``lr_model``). The bank also trains the
     same algorithm on its own features only and reports both models' holdout AUC and KS.
 
@@ -432,7 +433,8 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
                   learning_rate=float(ctx.param(params, "learning_rate", (int, float), 0.1)),
                   l2=float(ctx.param(params, "l2", (int, float), 0.0)), key_bits=ctx.param(params, "key_bits", int, 2048),
                   allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False),
-                  early_stopping=None if es == "none" else es, patience=ctx.param(params, "patience", int, 2))
+                  early_stopping=None if es == "none" else es, patience=ctx.param(params, "patience", int, 2),
+                  class_weight=ctx.param(params, "class_weight", (str, dict), None))
     hp = ctx.param(params, "holdout_percent", int, 30)
     test = holdout_mask(table.ids, hp)
     val = (holdout_mask(table.ids, hp + ctx.param(params, "validation_percent", int, 10)) & ~test

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -140,9 +143,16 @@ def _secret_views(X: np.ndarray, f: int) -> set[bytes]:
 
 def _leak_hits(seed: int = 7) -> dict[str, int]:
     """Train three parties; count, per receiver, the secret patterns found in its wire bytes."""
+    return _leak_run(seed)[0]
+
+
+def _leak_run(seed: int = 7, class_weight: Any = None, extra: Callable | None = None
+              ) -> tuple[dict[str, int], dict, MemoryNetwork]:
+    """:func:`_leak_hits` with class weights; ``extra(traces, mats, y, f)`` returns more
+    ``(bank secrets, joint secrets)``. Returns the hits, the parties' traces and the network."""
     mats, y = _data(n=240, dims=(3, 2, 2), seed=seed)
     f = 16
-    params = LRParams(epochs=2, batch_size=48, learning_rate=0.3, **KEY)
+    params = LRParams(epochs=2, batch_size=48, learning_rate=0.3, class_weight=class_weight, **KEY)
     traces: dict = {}
     _, net = _run(mats, y, params, traces)
     names = ["bank", "p1", "p2"]
@@ -154,6 +164,12 @@ def _leak_hits(seed: int = 7) -> dict[str, int]:
         for z, zq, g in zip(traces[nm]["z"], traces[nm]["zq"], traces[nm]["grad"]):
             # own partial predictors and own gradients (sum form, ring form, 4x ring form)
             secrets[nm] |= _f64(z) | _i64(zq) | _f64(g) | _fx(g, 2 * f) | _fx(4 * g, 2 * f)
+        if "U" in traces[nm]:  # class weights: a passive party's masked weighted rows
+            secrets[nm] |= _i64(traces[nm]["U"]) | _i64(traces[nm]["U"].T)
+    if extra is not None:
+        more_bank, more_joint = extra(traces, mats, y, f)
+        secrets["bank"] |= more_bank
+        joint |= more_joint
     for t, idx in enumerate(traces["bank"]["idx"]):
         z = sum(traces[nm]["z"][t] for nm in names)
         zq = sum(traces[nm]["zq"][t] for nm in names)           # exactly the ring value of z
@@ -179,7 +195,7 @@ def _leak_hits(seed: int = 7) -> dict[str, int]:
         # the search has teeth: a value planted in a copy of the wire is found
         planted = next(iter(joint))
         assert planted in _windows(wire[:100] + planted + wire[100:200])
-    return hits
+    return hits, traces, net
 
 
 def test_transcript_has_no_secret_in_the_clear(serial_executor: None) -> None:

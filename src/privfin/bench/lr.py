@@ -175,21 +175,23 @@ def _evaluate(data_dir: str | Path, passives: int, params: LRParams, coefs: dict
 
 def run_lr_bench(data_dir: str | Path | None = None, *, passives: int = 1, key_bits: int = 2048, epochs: int = 10,
                  batch_size: int = 1024, learning_rate: float = 0.1, l2: float = 0.0, transport: str = "grpc",
-                 rows: int | None = None, predict: int = 0) -> dict[str, Any]:
+                 rows: int | None = None, predict: int = 0, class_weight: str | None = None) -> dict[str, Any]:
     """Train over ``transport`` (``"grpc"``: one process per party over loopback gRPC/TLS;
     ``"memory"``: threads of this process) and report wall time, AUCs, KS and bytes. With
     ``predict > 0`` (gRPC only) the parties then run federated prediction: the holdout as one
-    batch and ``predict`` single-id requests, reported under ``"predict"`` (p50/p99 in ms)."""
+    batch and ``predict`` single-id requests, reported under ``"predict"`` (p50/p99 in ms).
+    ``class_weight``: ``"balanced"`` trains with class weights (the oracle too)."""
     dd = Path(data_dir) if data_dir is not None else default_data_dir()
     if dd is None or not (dd / GUEST).exists() or not (dd / HOST).exists():
         raise DataError(f"default-credit data not found (looked for {GUEST} and {HOST} in "
                         f"{dd or '../shared/data/fate'}); pass data_dir")
     params = LRParams(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, l2=l2, key_bits=key_bits,
-                      allow_insecure=key_bits < 2048)
+                      allow_insecure=key_bits < 2048, class_weight=class_weight)
     parties = [ACTIVE, *passive_columns(passives)]
     res: dict[str, Any] = {"bench": "lr", "protocol": "hetero LR, packed Paillier cross terms with private 26-bit exponents, "
                            "no third party", "passives": passives, "key_bits": key_bits, "epochs": epochs,
-                           "batch_size": batch_size, "learning_rate": learning_rate, "l2": l2}
+                           "batch_size": batch_size, "learning_rate": learning_rate, "l2": l2,
+                           "class_weight": class_weight}
     if transport == "grpc":
         common = {"data_dir": str(dd), "params": params.to_dict(), "passives": passives, "rows": rows,
                   "predict": predict}

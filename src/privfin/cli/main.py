@@ -514,12 +514,13 @@ def bench_lr(data_dir: Annotated[str | None, typer.Option(help="The FATE default
              l2: Annotated[float, typer.Option(help="L2 penalty.")] = 0.0,
              predict: Annotated[int, typer.Option(help="Then run federated prediction: the holdout batch and "
                                                   "this many single-id requests (p50/p99 latency).")] = 0,
+             class_weight: Annotated[str | None, typer.Option(help="Class weights: 'balanced' (default: none).")] = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Vertical federated logistic regression on default-credit against the same algorithm trained centrally."""
     from privfin.bench.lr import run_lr_bench
 
     _emit(run_lr_bench(data_dir, passives=passives, key_bits=key_bits, epochs=epochs, batch_size=batch_size,
-                       learning_rate=learning_rate, l2=l2, predict=predict), as_json)
+                       learning_rate=learning_rate, l2=l2, predict=predict, class_weight=class_weight), as_json)
 
 
 @bench_app.command("correlation")

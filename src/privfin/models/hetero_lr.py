@@ -4,7 +4,7 @@ parties, no third party.
 Algorithm (identical to the oracle :func:`privfin.models.logistic.train_reference`):
 mini-batch SGD on the t1 sigmoid approximation ``sigmoid(z) ~ 0.25 z + 0.5``, L2 and L1
 (proximal) on the coefficients, learning rate ``lr / (1 + decay * epoch)``, intercept at the active party,
-public batch order from a public seed.
+public batch order from a public seed, optional class weights (below).
 
 Protocol
 --------
@@ -46,6 +46,38 @@ a + sum_p z_p`` where ``a = X_a[B] w_a + b + 2 - 4 y_B`` (active party) and ``z_
 No value is ever sent as a share: each party's per-sample values only ever appear as
 exponents applied to another party's ciphertexts, which a fresh encryption re-randomizes.
 
+Class weights (``params.class_weight``, :func:`~privfin.models.logistic.sample_weights`): the
+gradient becomes ``X_k[B]^T (w . d)`` with the per-row weight ``w_i`` of row ``i``'s class,
+known to the active party only, rounded to ``2^-8`` (``WEIGHT_FRAC_BITS``; the oracle uses the
+same values) and below ``2^MAX_WEIGHT_BITS``; ``W_i = w_i 2^8``. Changes to the protocol above:
+
+- The active party encrypts its rows pre-weighted (``round(w_i x_a,i 2^f)``, intercept column
+  ``w_i``): the passive parties' unchanged cross terms then give ``X_a^T (w . z_p)``, its local
+  term is ``(w . X_a)^T a``. Its exponents towards passive parties are ``w . a``; those
+  cross terms are raised to ``2^8`` (the scale of the weighted terms below) and their high
+  masks get a public offset that keeps every slot positive.
+- Set-up: for every passive ``p`` the active party turns each ``Enc_p(row_i)`` (received as
+  today) into ``V_p,i = Enc_p(row_i)^(W_i) * Enc_p(K' - W_i c + r_i)``: every slot holds
+  ``W_i x_p,ij + rho'_ij`` with ``rho' = K' + r`` (``K' = 2^(feature_bits-1+18)`` public,
+  ``r`` uniform with ``sigma`` bits more than ``W x``; the fresh encryption re-randomizes). It
+  sends every passive party all ``V_p`` (``lr/encw``) and ``Enc_a(rho'_p)`` rows under its
+  own key (``lr/encr``). Passive parties send their encrypted rows to the active party only.
+- Per batch every passive ``q`` sends, besides its cross term to the active party, for every
+  passive ``p`` (itself included) ``A_qp = prod_B V_p,i^(z_q,i) * Enc_p(m)`` (signed exponents:
+  ``V^-1`` for negative ``z``, inverses computed once) and ``B_qp = prod_B Enc_a(rho'_p,i)^(z_q,i
+  + c') * Enc_a(2^64 R + m)``, ``m`` fresh uniform on ``Z_2^64`` (``lr/corr``). The active party
+  decrypts ``B_qp`` (``rho'_p^T z_q + m`` after removing ``c' sum_B rho'_p``), multiplies every
+  ``A_qp`` and ``Enc_p(-sum_q (rho'_p^T z_q + m))`` into ``p``'s ``lr/grad``. Party ``p``
+  decrypts ``X_p^T (w . (a + sum_q z_q))`` at ``2f + 8`` fractional bits (the passive parties'
+  direct cross terms to each other are no longer sent).
+- Cost per batch: a passive party runs ``1 + 2 x passives`` multi-exponentiations instead of
+  ``passives`` (independent: they run on the executor side by side); set-up: one short
+  exponentiation, one fresh encryption under ``p``'s key and one under its own per row and
+  passive party at the active party, one inversion per row and passive party at every
+  passive party. (A design in which ``p`` decrypts masked weighted rows once and
+  computes its own term locally needs ``n`` decryptions per passive party at set-up, about
+  4 ms each: ~90 CPU-s on default-credit, against ~20 CPU-s for this one.)
+
 With ``tol`` set, after each epoch every passive party sends the active party one bit (``did
 none of my coefficients move by tol or more this epoch``, :func:`~privfin.models.logistic.converged`)
 and the active party broadcasts the decision to stop (its own test and all the bits).
@@ -82,6 +114,22 @@ Security
   WOE bin, one-hot level) gives the residual sum of that group in the batch, as in every
   gradient-revealing vertical LR (FATE's hetero-LR included). Revealing only a masked
   update instead is left for later.
+- **Class weights.** Passive parties learn nothing of ``w`` or ``y``: they receive only
+  ciphertexts under the active party's key (``Enc_a(w . x_a)``, ``Enc_a(rho')``) and ``V_p``
+  under passive keys; ``p`` could decrypt its own ``V_p``, whose slots ``W x + rho'`` are within
+  statistical distance ``2^-sigma`` of independent of ``W`` (``r`` has ``sigma`` bits more), and
+  the fresh encryption makes ``V_p`` unlinkable to ``p``'s own ``Enc_p(row_i)`` (a bare power
+  would reveal ``W_i`` to ``p``, who knows its randomizer). It still decrypts only its own
+  (weighted) batch gradient. The ``class_weight`` setting itself is public job configuration
+  (as all of ``LRParams``): an explicit ``{0: w0, 1: w1}`` is known to everyone, ``"balanced"``
+  weights (which reveal class counts) are computed and kept by the active party. The active
+  party learns ``rho'_p[B]^T z_q + m`` (``m`` uniform on ``Z_2^64``; above bit 64 the mask
+  ``R`` has ``sigma`` bits more than the sum), i.e. nothing beyond today's view; the ``A_qp``
+  it relays are under ``p``'s key. Its own gradient is now the weighted one. In a decrypted
+  weighted slot of ``p`` the active party's high mask (``sigma`` bits more than the signed
+  terms above bit 64, plus the public offset) hides everything above the low 64 bits. With
+  weights the numeric range of a passive party's weighted gradient is ``|X_p[B]^T (w . d')| <
+  2^(63 - 2 frac_bits - 8)`` (2^23 by default).
 - **Nobody learns** another party's features, labels, per-sample linear predictors,
   residuals or gradients in the clear, nor another party's coefficients. The training loss
   is not computed; early stopping (below) uses a validation split. Each party returns only
@@ -105,7 +153,9 @@ Security
   public parameters); ``lr/encx``, ``lr/cross``, ``lr/grad``: ``CIPHERTEXT``; between passive
   parties (two or more) ``lr/train/seed``: ``SHARE`` (a 32-byte mask seed); with ``tol``
   also ``lr/converged`` (``AGGREGATE``) and ``lr/stop`` (``PLAINTEXT``); with early stopping
-  ``lr/val/*`` and ``lr/stop``. Nothing else is sent during training.
+  ``lr/val/*`` and ``lr/stop``; with class weights ``lr/encw``, ``lr/encr`` (active to
+  passive, set-up) and ``lr/corr`` (passive to active, per batch), all ``CIPHERTEXT``.
+  Nothing else is sent during training.
 - **Federated prediction** (:class:`FederatedPredictor` at the active party,
   :func:`predict_passive` at each passive party, over :mod:`privfin.models.serving`). Set-up:
   every pair of passive parties agrees a 32-byte seed (``lr/predict/seed``, ``SHARE``, sent
@@ -145,6 +195,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
@@ -162,7 +213,10 @@ from privfin.crypto.triples import (
     unpack_low64,
 )
 from privfin.errors import DataError, ProtocolError
+from privfin.runtime.executor import get_executor
 from privfin.models.logistic import (
+    MAX_WEIGHT_BITS,
+    WEIGHT_FRAC_BITS,
     EarlyStopping,
     LRParams,
     batches,
@@ -171,6 +225,7 @@ from privfin.models.logistic import (
     check_validation,
     converged,
     learning_rate_at,
+    sample_weights,
     sgd_step,
     sigmoid,
 )
@@ -243,6 +298,48 @@ def pack_layout(pk: paillier.PaillierPublicKey, ncols: int, n_parties: int, para
     return PackLayout(slot_bytes, slots, -(-ncols // slots), ncols, rbits)
 
 
+def weight_layout(pk: paillier.PaillierPublicKey, ncols: int, n_parties: int, params: LRParams) -> PackLayout:
+    """Class weights: slots for a passive party's rows (and for the active party's masks
+    ``rho'`` of them) whose values reach :func:`weighted_value_bits` bits, summed with
+    ``z_bits`` exponents over a batch and over the passive parties: the high mask has ``sigma``
+    bits more than such a sum above bit 64, plus room for the public offset of
+    :func:`weight_high_offset` that keeps every slot positive when exponents are signed."""
+    lb = max(0, math.ceil(math.log2(max(params.batch_size, 1))))
+    lm = max(0, math.ceil(math.log2(max(n_parties - 1, 1))))
+    rbits = weighted_value_bits(params) + params.z_bits + lb + lm - 64 + params.sigma + 1
+    slot_bytes = (64 + rbits + lm + 3 + 7) // 8
+    slots = slots_for(pk, slot_bytes)
+    return PackLayout(slot_bytes, slots, -(-ncols // slots), ncols, rbits)
+
+
+def weight_bits() -> int:
+    """Public bound on the bits of an encoded class weight ``W = round(w 2^WEIGHT_FRAC_BITS)``."""
+    return WEIGHT_FRAC_BITS + MAX_WEIGHT_BITS
+
+
+def weighted_value_bits(params: LRParams) -> int:
+    """Bits of a weighted row slot ``W x + rho'`` (``|W x| < K' = 2^(feature_bits - 1 +
+    weight_bits)``, ``rho' = K' + r``, ``r < 2^(feature_bits + weight_bits + sigma)``)."""
+    return params.feature_bits + weight_bits() + params.sigma + 1
+
+
+def weight_high_offset(n_parties: int, params: LRParams) -> int:
+    """Public offset of the active party's high mask in a passive party's weighted gradient
+    slots: above the magnitude of the signed weighted terms divided by ``2^64``."""
+    lb = max(0, math.ceil(math.log2(max(params.batch_size, 1))))
+    lm = max(0, math.ceil(math.log2(max(n_parties - 1, 1))))
+    return 1 << max(0, weighted_value_bits(params) + params.z_bits + lb + lm + 1 - 64)
+
+
+def layouts(pks: dict[str, paillier.PaillierPublicKey], dims: dict[str, int], active: str, params: LRParams
+            ) -> dict[str, PackLayout]:
+    """Every party's row layout (``pks``: the active party first): :func:`pack_layout`; with
+    class weights the passive parties' rows use :func:`weight_layout`."""
+    if params.class_weight is None:
+        return {k: pack_layout(pks[k], dims[k], len(pks), params) for k in pks}
+    return {k: (pack_layout if k == active else weight_layout)(pks[k], dims[k], len(pks), params) for k in pks}
+
+
 def encode_features(X: np.ndarray, params: LRParams, intercept_column: bool) -> np.ndarray:
     """Signed fixed-point features (``int64``, ``frac_bits``), with a ones column if asked."""
     lim = 2.0 ** (params.feature_bits - 1 - params.frac_bits)
@@ -257,11 +354,17 @@ def encode_features(X: np.ndarray, params: LRParams, intercept_column: bool) -> 
 
 def _encrypt_rows(xq: np.ndarray, lay: PackLayout, sk: paillier.PaillierPrivateKey, params: LRParams) -> np.ndarray:
     """Rows packed (offset encoding) and encrypted under our key: ``uint8 (n * ncts, kb)``."""
-    n = xq.shape[0]
     c = feature_offset(params)
-    blocks = np.full((n, lay.ncts * lay.slots), c, dtype=np.int64)
-    blocks[:, :lay.ncols] += xq
-    blocks = blocks.astype(_U64).reshape(n * lay.ncts, lay.slots)
+    return _encrypt_packed((xq + c).astype(_U64), lay, sk, _U64(c))
+
+
+def _encrypt_packed(vals: np.ndarray, lay: PackLayout, sk: paillier.PaillierPrivateKey, pad: Any = _U64(0)
+                    ) -> np.ndarray:
+    """Rows of ``uint64`` slot values (unused slots ``pad``) packed and encrypted under our key."""
+    n = vals.shape[0]
+    blocks = np.full((n, lay.ncts * lay.slots), pad, dtype=_U64)
+    blocks[:, :lay.ncols] = vals
+    blocks = blocks.reshape(n * lay.ncts, lay.slots)
     packer = Packer(64, 8 * lay.slot_bytes - 64, sk.public_key.max_int.bit_length() - 1)
     ev = sk.encrypt_ints(packer.pack(blocks))   # owner-side CRT encryption, halves over the executor
     return np.asarray(ev.to_wire()["ct"])
@@ -283,10 +386,10 @@ def _cts_payload(vals: Sequence[mpz], pk: paillier.PaillierPublicKey) -> dict[st
     return {"key": pk.fingerprint, "ct": np.frombuffer(blob, dtype=np.uint8).reshape(len(vals), kb)}
 
 
-def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra: np.ndarray | None = None
-              ) -> list[mpz]:
-    """Fresh encryptions of packed masks: every slot ``2^64 R + (corr + extra[slot] mod 2^64)``,
-    ``R < 2^rbits`` uniform (``extra``: optional per-column ``uint64`` values)."""
+def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra: np.ndarray | None = None,
+              high: int = 0) -> list[mpz]:
+    """Fresh encryptions of packed masks: every slot ``2^64 (R + high) + (corr + extra[slot] mod
+    2^64)``, ``R < 2^rbits`` uniform (``extra``: optional per-column ``uint64`` values)."""
     nb = (lay.rbits + 7) // 8
     top = (1 << lay.rbits) - 1
     raw = os.urandom(lay.ncts * lay.slots * nb)
@@ -299,7 +402,7 @@ def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra:
         v = 0
         for s in range(lay.slots):
             o = (t * lay.slots + s) * nb
-            r = int.from_bytes(raw[o:o + nb], "little") & top
+            r = (int.from_bytes(raw[o:o + nb], "little") & top) + high
             v |= ((r << 64) | ((corr + add[t * lay.slots + s]) & _M64)) << (sb * s)
         ints.append(v)
     return list(pk.encrypt_ints(ints).ciphertexts)
@@ -322,17 +425,21 @@ def _offset_term(xq: np.ndarray, idx: np.ndarray, params: LRParams, contributors
 
 
 def _cross(encx: list[mpz], lay: PackLayout, pk: paillier.PaillierPublicKey, idx: np.ndarray,
-           plan: Any, esum: int, params: LRParams, extra: np.ndarray | None = None) -> list[mpz]:
+           plan: Any, esum: int, params: LRParams, extra: np.ndarray | None = None, offset: bool = True,
+           shift: int = 0, high: int = 0) -> list[mpz]:
     """``prod_i Enc(row_i)^(e_i) * Enc(mask)`` per ciphertext column (exponents in ``plan``;
-    ``extra``: per-column values added modulo 2^64, e.g. cancelling masks)."""
+    ``extra``: per-column values added modulo 2^64, e.g. cancelling masks; ``offset``: the rows
+    carry the feature offset, removed here; ``shift``: the product is raised to ``2^shift``
+    before the mask; ``high``: public offset of the high mask, :func:`_mask_cts`)."""
     M = pk.modulus
-    corr = (-feature_offset(params) * esum) & _M64
-    masks = _mask_cts(pk, lay, corr, extra)
+    corr = ((-feature_offset(params) * esum) << shift) & _M64 if offset else 0
+    masks = _mask_cts(pk, lay, corr, extra, high)
     out = []
     nc = lay.ncts
     for t in range(nc):
         bases = [encx[int(i) * nc + t] for i in idx]
-        out.append(multiexp(bases, plan, M) * masks[t] % M)
+        prod = multiexp(bases, plan, M)
+        out.append((gmpy2.powmod(prod, 1 << shift, M) if shift else prod) * masks[t] % M)
     return out
 
 
@@ -357,7 +464,7 @@ def _exchange_rows(chan: Channel, xq: np.ndarray, sk: paillier.PaillierPrivateKe
     """Set-up shared by every role: send this party's rows encrypted under its own key to
     every other party, receive theirs. Returns the packing layouts, the peers' encrypted
     rows and the updated timing mark."""
-    lays = {k: pack_layout(pks[k], dims[k], len(pks), params) for k in pks}
+    lays = layouts(pks, dims, next(iter(pks)), params)
     mine = _encrypt_rows(xq, lays[chan.party], sk, params)
     t = _tick(timings, "encrypt", t)
     chan.broadcast("lr/encx", {"key": sk.public_key.fingerprint, "ct": mine}, kind=Kind.CIPHERTEXT, to=others)
@@ -365,6 +472,182 @@ def _exchange_rows(chan: Channel, xq: np.ndarray, sk: paillier.PaillierPrivateKe
     encx = {p: _parse_cts(chan.recv(p, "lr/encx"), pks[p], n * lays[p].ncts, f"'lr/encx' from '{p}'")
             for p in others}
     return lays, encx, _tick(timings, "wait", t)
+
+
+# --------------------------------------------------------------------------- class weights
+
+def _encode_weighted(X: np.ndarray, sw: np.ndarray, params: LRParams) -> np.ndarray:
+    """The active party's rows pre-weighted: ``round(w_i x_i 2^f)`` (and ``w_i`` for the intercept)."""
+    Xw = np.hstack([X, np.ones((X.shape[0], 1))]) if params.fit_intercept else X
+    return encode_features(Xw * sw[:, None], params, False)
+
+
+def _weigh_rows(encx: list[mpz], lay: PackLayout, pk: paillier.PaillierPublicKey, W: list[int], params: LRParams
+                ) -> tuple[list[mpz], np.ndarray]:
+    """Active party, set-up: ``V_i = Enc_p(row_i)^(W_i) * Enc_p(K' - W_i c + r_i)`` for passive
+    ``p``'s encrypted rows (``W_i = round(w_i 2^WEIGHT_FRAC_BITS)``): every slot then holds
+    ``W_i x_ij + rho'_ij`` with ``rho' = K' + r``, ``r`` fresh, uniform on ``feature_bits +
+    weight_bits + sigma`` bits (the fresh encryption also re-randomizes ``V_i``). Returns the
+    ciphertexts and ``rho' mod 2^64`` (``uint64 (n, ncols)``)."""
+    n, nc, S, sb = len(W), lay.ncts, lay.slots, 8 * lay.slot_bytes
+    c, M = feature_offset(params), pk.modulus
+    kb = params.feature_bits - 1 + weight_bits()
+    rb = kb + 1 + params.sigma  # W x + K' < 2^(kb+1): sigma bits of statistical hiding
+    nb, top, K = (rb + 7) // 8, (1 << rb) - 1, 1 << kb
+    raw = os.urandom(n * nc * S * nb)
+    out: list[mpz] = [mpz(0)] * (n * nc)
+    Wa = np.asarray(W)
+    ex = get_executor()
+    for wv in sorted(set(W)):
+        pos = [int(i) * nc + t for i in np.flatnonzero(Wa == wv) for t in range(nc)]
+        chunks = [pos[j::ex.n_workers] for j in range(ex.n_workers)]
+        for ch, vals in zip(chunks, ex.map(_pow_task, [[encx[k] for k in ch] for ch in chunks],
+                                            [wv] * len(chunks), [M] * len(chunks))):
+            for k, v in zip(ch, vals):
+                out[k] = v
+    ints, rho = [], []
+    for i in range(n):
+        wc = W[i] * c
+        for t in range(nc):
+            v = 0
+            for sl in range(S):
+                o = ((i * nc + t) * S + sl) * nb
+                r = K + (int.from_bytes(raw[o:o + nb], "little") & top)
+                v |= (r - wc) << (sb * sl)
+                if t * S + sl < lay.ncols:
+                    rho.append(r & _M64)
+            ints.append(v)
+    masks = pk.encrypt_ints(ints).ciphertexts
+    return [a * m % M for a, m in zip(out, masks)], np.array(rho, dtype=_U64).reshape(n, lay.ncols)
+
+
+def _column_bases(rows: list[mpz], lay: PackLayout, idx: np.ndarray, inv: list[mpz] | None = None,
+                  sz: list[int] | None = None) -> list[list[mpz]]:
+    """The batch's bases per ciphertext column; with ``inv``/``sz`` (signed exponents) the
+    inverse row where ``z_i < 0``, so that no exponent offset (and no offset term) is needed."""
+    nc = lay.ncts
+    if inv is None or sz is None:
+        return [[rows[int(i) * nc + t] for i in idx] for t in range(nc)]
+    return [[(rows if z >= 0 else inv)[int(i) * nc + t] for i, z in zip(idx, sz)] for t in range(nc)]
+
+
+def _pow_task(bases: list[mpz], e: int, M: mpz) -> list[mpz]:
+    """Executor work: ``b^e mod M`` for every base."""
+    return list(gmpy2.powmod_base_list(bases, e, M))
+
+
+def _multiexp_task(bases: list[mpz], plan: Any, M: mpz) -> mpz:
+    """Executor work: one :func:`~privfin.crypto.triples.multiexp`."""
+    return multiexp(bases, plan, M)
+
+
+def _plain_mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, m: np.ndarray) -> list[mpz]:
+    """Fresh encryptions of packed ``uint64`` values ``m`` without a high mask (they are only
+    ever added to slots that carry one)."""
+    vals = [0] * (lay.ncts * lay.slots)
+    vals[:lay.ncols] = [int(v) for v in m.tolist()]
+    sb = 8 * lay.slot_bytes
+    ints = [sum(v << (sb * s) for s, v in enumerate(vals[t * lay.slots:(t + 1) * lay.slots])) for t in range(lay.ncts)]
+    return list(pk.encrypt_ints(ints).ciphertexts)
+
+
+def _setup_weights_active(chan: Channel, sk: paillier.PaillierPrivateKey, pks: dict[str, paillier.PaillierPublicKey],
+                          dims: dict[str, int], lays: dict[str, PackLayout], encx: dict[str, list[mpz]],
+                          sw: np.ndarray, plist: list[str], params: LRParams
+                          ) -> tuple[dict[str, np.ndarray], dict[str, PackLayout]]:
+    """Class-weight set-up at the active party: to every passive party ``lr/encw`` (``V_p`` of
+    every passive ``p``, under ``p``'s key) and ``lr/encr`` (``Enc_a(rho'_p)`` rows under its own
+    key). Returns ``rho' mod 2^64`` per passive party and the layouts of its rows."""
+    W = [int(v) for v in np.rint(np.ldexp(sw, WEIGHT_FRAC_BITS)).astype(np.int64).tolist()]
+    rho: dict[str, np.ndarray] = {}
+    encw: dict[str, Any] = {}
+    for p in plist:
+        cts, rho[p] = _weigh_rows(encx[p], lays[p], pks[p], W, params)
+        encw[p] = _cts_payload(cts, pks[p])
+    chan.broadcast("lr/encw", encw, kind=Kind.CIPHERTEXT, to=plist)
+    pk = sk.public_key
+    rlays = {p: weight_layout(pk, dims[p], len(pks), params) for p in plist}
+    encr = {p: {"key": pk.fingerprint, "ct": _encrypt_packed(rho[p], rlays[p], sk)} for p in plist}
+    chan.broadcast("lr/encr", encr, kind=Kind.CIPHERTEXT, to=plist)
+    return rho, rlays
+
+
+def _setup_weights_passive(chan: Channel, pks: dict[str, paillier.PaillierPublicKey], dims: dict[str, int],
+                           lays: dict[str, PackLayout], parties: list[str], n: int, params: LRParams
+                           ) -> tuple[dict[str, list[mpz]], dict[str, list[mpz]], dict[str, list[mpz]],
+                                      dict[str, PackLayout]]:
+    """Class-weight set-up at a passive party: every passive party's ``V_q`` rows (and their
+    inverses) and ``Enc_a(rho'_q)`` rows, with the layouts of the latter."""
+    active, passives = parties[0], parties[1:]
+    wmsg = chan.recv(active, "lr/encw", expect=dict)
+    rmsg = chan.recv(active, "lr/encr", expect=dict)
+    if set(wmsg) != set(passives) or set(rmsg) != set(passives):
+        raise ProtocolError(f"'lr/encw'/'lr/encr' from '{active}': expected rows for {sorted(passives)}")
+    V = {q: _parse_cts(wmsg[q], pks[q], n * lays[q].ncts, f"'lr/encw' from '{active}'") for q in passives}
+    Vinv = {q: [gmpy2.invert(v, pks[q].modulus) for v in V[q]] for q in passives}
+    rlays = {q: weight_layout(pks[active], dims[q], len(parties), params) for q in passives}
+    encr = {q: _parse_cts(rmsg[q], pks[active], n * rlays[q].ncts, f"'lr/encr' from '{active}'") for q in passives}
+    return V, Vinv, encr, rlays
+
+
+def _weighted_terms(chan: Channel, pks: dict[str, paillier.PaillierPublicKey], lays: dict[str, PackLayout],
+                    rlays: dict[str, PackLayout], encx: list[mpz], V: dict[str, list[mpz]],
+                    Vinv: dict[str, list[mpz]], encr: dict[str, list[mpz]], idx: np.ndarray, zq: np.ndarray,
+                    plan: Any, esum: int, tmask: np.ndarray, parties: list[str], params: LRParams) -> None:
+    """Passive party ``q``, class weights, per batch: its cross term to the active party
+    (``lr/cross``, on the pre-weighted rows ``encx``, masks ``tmask``) and, for every passive
+    ``p`` (``q`` included), ``A_qp = prod_B V_p^(z_q) * Enc_p(m)`` (signed exponents) and ``B_qp
+    = prod_B Enc_a(rho'_p)^(z_q + c') * Enc_a(2^64 R + m)``, ``m`` fresh and uniform on
+    ``Z_2^64`` (``lr/corr``). The multi-exponentiations are independent: they run on the
+    executor side by side."""
+    active, passives = parties[0], parties[1:]
+    sz = zq.view(np.int64).tolist()
+    splan = multiexp_plan([abs(z) for z in sz])
+    pka, Ma, la = pks[active], pks[active].modulus, lays[active]
+    jobs: list[tuple[list[mpz], Any, mpz]] = [(bs, plan, Ma) for bs in _column_bases(encx, la, idx)]
+    for p in passives:
+        jobs += [(bs, splan, pks[p].modulus) for bs in _column_bases(V[p], lays[p], idx, Vinv[p], sz)]
+        jobs += [(bs, plan, Ma) for bs in _column_bases(encr[p], rlays[p], idx)]
+    prods = iter(get_executor().map(_multiexp_task, *zip(*jobs)))
+    c = feature_offset(params)
+    cross = [next(prods) * mk % Ma for mk in _mask_cts(pka, la, (-c * esum) & _M64, tmask)]
+    chan.send(active, "lr/cross", {active: _cts_payload(cross, pka)}, kind=Kind.CIPHERTEXT)
+    out: dict[str, Any] = {}
+    for p in passives:
+        m = np.frombuffer(os.urandom(8 * lays[p].ncols), dtype=_U64)
+        M = pks[p].modulus
+        a = [next(prods) * mk % M for mk in _plain_mask_cts(pks[p], lays[p], m)]
+        b = [next(prods) * mk % Ma for mk in _mask_cts(pka, rlays[p], 0, m)]
+        out[p] = {"a": _cts_payload(a, pks[p]), "b": _cts_payload(b, pka)}
+    chan.send(active, "lr/corr", out, kind=Kind.CIPHERTEXT)
+
+
+def _fold_weighted(chan: Channel, sk: paillier.PaillierPrivateKey, pks: dict[str, paillier.PaillierPublicKey],
+                   lays: dict[str, PackLayout], rlays: dict[str, PackLayout], rho: dict[str, np.ndarray],
+                   outs: dict[str, list[mpz]], idx: np.ndarray, plist: list[str], params: LRParams) -> None:
+    """Active party, class weights, per batch: multiply every ``A_qp`` into ``outs[p]``,
+    decrypt every ``B_qp`` (``rho'_p[B]^T z_q + m`` after removing ``c' sum_B rho'_p``) and
+    multiply in ``Enc_p(-sum_q (rho'_p[B]^T z_q + m))``."""
+    corrs = chan.gather("lr/corr", plist, expect=dict)
+    pk = sk.public_key
+    tot = {p: np.zeros(rlays[p].ncols, dtype=_U64) for p in plist}
+    for q, msg in corrs.items():
+        if set(msg) != set(plist):
+            raise ProtocolError(f"'lr/corr' from '{q}': expected terms for {sorted(plist)}")
+        for p in plist:
+            try:
+                a_raw, b_raw = msg[p]["a"], msg[p]["b"]
+            except (KeyError, TypeError) as exc:
+                raise ProtocolError(f"'lr/corr' from '{q}' is malformed: {exc}") from exc
+            M = pks[p].modulus
+            a = _parse_cts(a_raw, pks[p], lays[p].ncts, f"'lr/corr' from '{q}'")
+            outs[p] = [x * y % M for x, y in zip(outs[p], a)]
+            b = _parse_cts(b_raw, pk, rlays[p].ncts, f"'lr/corr' from '{q}'")
+            tot[p] = tot[p] + _open_cross(b, sk, rlays[p]) - _offset_term(rho[p], idx, params, 1)
+    for p in plist:
+        M = pks[p].modulus
+        fix = _plain_mask_cts(pks[p], lays[p], _U64(0) - tot[p])
+        outs[p] = [x * y % M for x, y in zip(outs[p], fix)]
 
 
 def _tick(timings: dict[str, float], name: str, t0: float) -> float:
@@ -400,7 +683,8 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
     if es is not None and es.y.shape[0] != Xv.shape[0]:
         raise DataError(f"validation: {Xv.shape[0]} feature rows, {es.y.shape[0]} labels")
     nv = -1 if Xv is None else Xv.shape[0]
-    xq = encode_features(X, params, params.fit_intercept)
+    sw = sample_weights(yy, params)
+    xq = encode_features(X, params, params.fit_intercept) if sw is None else _encode_weighted(X, sw, params)
     pk, sk = paillier.keygen(params.key_bits, allow_insecure=params.allow_insecure)
     t = _tick(timings, "keygen", t)
 
@@ -423,6 +707,17 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
         chan.broadcast("lr/setup", setup, to=plist)
         lays, encx, t = _exchange_rows(chan, xq, sk, pks, dims, plist, params, timings, t)
         my = lays[chan.party]
+        rho: dict[str, np.ndarray] = {}
+        rlays: dict[str, PackLayout] = {}
+        if sw is not None:
+            rho, rlays = _setup_weights_active(chan, sk, pks, dims, lays, encx, sw, plist, params)
+            t = _tick(timings, "encrypt", t)
+            if trace is not None:
+                trace["w"], trace["rho"] = sw, rho
+    # class weights: the cross terms to passive parties are raised to 2^WEIGHT_FRAC_BITS (their
+    # weighted terms carry that scale) and keep their slots positive (signed weighted terms)
+    shift = 0 if sw is None else WEIGHT_FRAC_BITS
+    high = 0 if sw is None else weight_high_offset(len(pks), params)
 
     w = np.zeros(d)
     b = 0.0
@@ -441,22 +736,27 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
                 m = len(idx)
                 za = X[idx] @ w + b
                 s = ring_encode(za + 2.0 - 4.0 * yy[idx], f)
-                e = _exponents(s, params, "the active party's part of the residual")
+                e = _exponents(s if sw is None else ring_encode(sw[idx] * (za + 2.0 - 4.0 * yy[idx]), f), params,
+                               "the active party's part of the residual")
                 plan = multiexp_plan(e)
                 esum = sum(e)
                 t = _tick(timings, "local", t)
-                outs = {p: _cross(encx[p], lays[p], pks[p], idx, plan, esum, params) for p in plist}
+                outs = {p: _cross(encx[p], lays[p], pks[p], idx, plan, esum, params, shift=shift, high=high)
+                        for p in plist}
                 t = _tick(timings, "multiexp", t)
                 crosses = chan.gather("lr/cross", plist, expect=dict)
                 t = _tick(timings, "wait", t)
                 for q, msg in crosses.items():
-                    if set(msg) != set(pks) - {q}:
-                        raise ProtocolError(f"'lr/cross' from '{q}': expected cross terms for {sorted(set(pks) - {q})}")
+                    want = set(pks) - {q} if sw is None else {chan.party}
+                    if set(msg) != want:
+                        raise ProtocolError(f"'lr/cross' from '{q}': expected cross terms for {sorted(want)}")
                     for p, payload in msg.items():
                         vals = _parse_cts(payload, pks[p], lays[p].ncts, f"'lr/cross' from '{q}'")
                         M = pks[p].modulus
                         acc = outs.get(p, [mpz(1)] * lays[p].ncts)
                         outs[p] = [a * v % M for a, v in zip(acc, vals)]
+                if sw is not None:
+                    _fold_weighted(chan, sk, pks, lays, rlays, rho, outs, idx, plist, params)
                 for p in plist:
                     chan.send(p, "lr/grad", _cts_payload(outs[p], pks[p]), kind=Kind.CIPHERTEXT)
                 t = _tick(timings, "multiexp", t)
@@ -533,8 +833,18 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
         for k, kpk in pks.items():
             check_peer_key(kpk, f"party '{k}'", params.allow_insecure)
         others = [p for p in parties if p != chan.party]
-        lays, encx, t = _exchange_rows(chan, xq, sk, {k: pks[k] for k in parties}, dims, others, params, timings, t)
+        weighted = params.class_weight is not None
+        # with class weights the passive parties' rows go to the active party only
+        lays, encx, t = _exchange_rows(chan, xq, sk, {k: pks[k] for k in parties}, dims,
+                                       [active] if weighted else others, params, timings, t)
         my = lays[chan.party]
+        V: dict[str, list[mpz]] = {}
+        Vinv: dict[str, list[mpz]] = {}
+        encr: dict[str, list[mpz]] = {}
+        rlays: dict[str, PackLayout] = {}
+        if weighted:
+            V, Vinv, encr, rlays = _setup_weights_passive(chan, pks, dims, lays, parties, n, params)
+            t = _tick(timings, "encrypt", t)
         tmask = PairwiseMasks.agree(chan, parties[1:], TRAIN_TAG)  # no messages with one passive party
         handler = None
         if Xv is not None:
@@ -561,16 +871,25 @@ def lr_passive(chan: Channel, X_own: Any, params: LRParams, *, active: str | Non
                 esum = sum(e)
                 nonce += 1
                 t = _tick(timings, "local", t)
-                out = {k: _cts_payload(_cross(encx[k], lays[k], pks[k], idx, plan, esum, params,
-                                              tmask.mask(nonce, lays[k].ncols) if k == active else None), pks[k])
-                       for k in others}
-                chan.send(active, "lr/cross", out, kind=Kind.CIPHERTEXT)
+                if not weighted:
+                    out = {k: _cts_payload(_cross(encx[k], lays[k], pks[k], idx, plan, esum, params,
+                                                  tmask.mask(nonce, lays[k].ncols) if k == active else None), pks[k])
+                           for k in others}
+                    chan.send(active, "lr/cross", out, kind=Kind.CIPHERTEXT)
+                else:
+                    _weighted_terms(chan, pks, lays, rlays, encx[active], V, Vinv, encr, idx, zq, plan, esum,
+                                    tmask.mask(nonce, lays[active].ncols), parties, params)
                 t = _tick(timings, "multiexp", t)
                 back = _parse_cts(chan.recv(active, "lr/grad"), pk, my.ncts, f"'lr/grad' from '{active}'")
                 t = _tick(timings, "wait", t)
-                g = _open_cross(back, sk, my) + _local_term(xq, idx, zq) - _offset_term(xq, idx, params, len(others))
+                if not weighted:
+                    g = (_open_cross(back, sk, my) + _local_term(xq, idx, zq)
+                         - _offset_term(xq, idx, params, len(others)))
+                    gsum = ring_decode(g, 2 * f) / 4.0
+                else:  # everything at 2f + WEIGHT_FRAC_BITS fractional bits; only the active's offset
+                    g = _open_cross(back, sk, my) - _offset_term(xq, idx, params, 1) * _U64(1 << WEIGHT_FRAC_BITS)
+                    gsum = ring_decode(g, 2 * f + WEIGHT_FRAC_BITS) / 4.0
                 t = _tick(timings, "decrypt", t)
-                gsum = ring_decode(g, 2 * f) / 4.0
                 if trace is not None:
                     trace.setdefault("z", []).append(zp.copy())
                     trace.setdefault("zq", []).append(zq)

@@ -12,6 +12,9 @@ defined here on plaintext, joined data, with exactly the same algorithm:
   possibly shorter;
 - **learning-rate schedule** :func:`learning_rate_at` (``lr / (1 + decay * epoch)``;
   ``decay = 0`` is a constant rate);
+- **class weights** (``class_weight``, scikit-learn semantics, :func:`sample_weights`): the
+  residual of row ``i`` is multiplied by its class's weight ``w_i``, so the batch gradient is
+  ``sum_i w_i (sigmoid_t1(z_i) - y_i) x_i`` (still divided by ``|B|``);
 - **update** per batch ``B`` (:func:`sgd_step`): ``g = X_B^T d_B / |B| + l2 * w``,
   ``w -= lr_t * g``, then with ``l1 > 0`` the proximal (soft-threshold) step
   ``w = sign(w) * max(|w| - lr_t * l1, 0)``; the intercept gets ``sum(d_B) / |B|`` and is not
@@ -44,7 +47,10 @@ class LRParams:
     log-loss with the exact sigmoid, or ``"auc"``) on a validation split given to the trainer:
     after each epoch the metric is computed on the validation rows; training stops after
     ``patience`` epochs without an improvement of more than ``min_delta``, and the model of
-    the best epoch is kept (:class:`EarlyStopping`).
+    the best epoch is kept (:class:`EarlyStopping`). ``class_weight``: ``None``, ``"balanced"``
+    (``n / (2 n_c)`` from the training labels, computed by the label holder) or ``{0: w0, 1:
+    w1}`` (a missing class weighs 1; normalized to a dict with ``int`` keys, ``"0"``/``"1"``
+    accepted), see :func:`sample_weights`; weights must be below ``2^MAX_WEIGHT_BITS``.
 
     Protocol parameters (ignored by the oracle): ``key_bits`` of every party's Paillier key
     (>= 2048 unless ``allow_insecure``); ``frac_bits`` of the fixed-point encodings (features
@@ -67,6 +73,7 @@ class LRParams:
     early_stopping: str | None = None
     patience: int = 2
     min_delta: float = 1e-4
+    class_weight: str | dict[int, float] | None = None
     key_bits: int = 2048
     allow_insecure: bool = False
     frac_bits: int = 16
@@ -94,6 +101,7 @@ class LRParams:
             raise DataError(f"patience must be >= 1 and min_delta >= 0 (got {self.patience}, {self.min_delta})")
         if self.sigma < 40:
             raise DataError(f"sigma must be at least 40 (got {self.sigma})")
+        object.__setattr__(self, "class_weight", _check_class_weight(self.class_weight))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +109,55 @@ class LRParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LRParams:
         return cls(**d)
+
+
+MAX_WEIGHT_BITS = 10
+"""Class weights must be below ``2^MAX_WEIGHT_BITS`` (a public bound the protocol sizes its
+packing slots with)."""
+WEIGHT_FRAC_BITS = 8
+"""Class weights are rounded to multiples of ``2^-WEIGHT_FRAC_BITS`` (1/256) by
+:func:`sample_weights`, so that the federated protocol represents them exactly."""
+
+
+def _check_class_weight(cw: Any) -> str | dict[int, float] | None:
+    """``None``, ``"balanced"`` or ``{0: w0, 1: w1}`` (keys ``0``/``1`` or ``"0"``/``"1"``; a
+    missing class weighs 1); weights positive, finite and below ``2^MAX_WEIGHT_BITS``."""
+    if cw is None or cw == "balanced":
+        return cw
+    if not isinstance(cw, dict):
+        raise DataError(f"class_weight must be None, 'balanced' or {{0: w0, 1: w1}} (got {cw!r})")
+    out = {0: 1.0, 1: 1.0}
+    for k, v in cw.items():
+        key = {0: 0, 1: 1, "0": 0, "1": 1}.get(k) if not isinstance(k, bool) else None
+        if key is None:
+            raise DataError(f"class_weight keys must be the classes 0 and 1 (got {k!r})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 2.0 ** MAX_WEIGHT_BITS:
+            raise DataError(f"class_weight[{key}] must be a number in (0, {2 ** MAX_WEIGHT_BITS}) (got {v!r})")
+        out[key] = float(v)
+    return out
+
+
+def sample_weights(y: Any, params: LRParams) -> np.ndarray | None:
+    """Per-row weights of ``params.class_weight`` for labels ``y`` (``None`` without weights).
+
+    ``"balanced"``: ``n / (k n_c)`` over the ``k`` classes present (scikit-learn's rule). Every
+    weight is rounded to a multiple of ``2^-WEIGHT_FRAC_BITS`` (at least that): the oracle and
+    the protocol use exactly these values (within 0.2% of scikit-learn's for weights >= 0.25)."""
+    cw = params.class_weight
+    if cw is None:
+        return None
+    yy = check_labels(y)
+    if cw == "balanced":
+        classes, counts = np.unique(yy, return_counts=True)
+        table = dict(zip(classes.tolist(), (len(yy) / (len(classes) * counts)).tolist()))
+        if max(table.values(), default=1.0) >= 2.0 ** MAX_WEIGHT_BITS:
+            raise DataError(f"balanced class weights reach {max(table.values()):g}: a class is too rare "
+                            f"(weights must stay below {2 ** MAX_WEIGHT_BITS})")
+        w = np.array([table[v] for v in yy.tolist()], dtype=np.float64)
+    else:
+        w = np.where(yy == 1.0, cw[1], cw[0])
+    step = 2.0 ** -WEIGHT_FRAC_BITS
+    return np.maximum(np.rint(w / step), 1.0) * step
 
 
 def sigmoid_t1(z: np.ndarray) -> np.ndarray:
@@ -242,6 +299,7 @@ def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[s
     n, d = X.shape
     Xv = check_validation(params, X_val, d)
     es = EarlyStopping(params, y_val) if Xv is not None else None
+    sw = sample_weights(y, params)
     w = np.zeros(d)
     b = 0.0
     best = (w, b)
@@ -254,6 +312,8 @@ def train_reference(X: np.ndarray, y: np.ndarray, params: LRParams, info: dict[s
             xb = X[idx]
             z = xb @ w + b
             r = sigmoid_t1(z) - y[idx]
+            if sw is not None:
+                r = r * sw[idx]
             m = len(idx)
             w = sgd_step(w, xb.T @ r, m, lr, params)
             if params.fit_intercept:
@@ -286,6 +346,8 @@ def standardize_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 __all__ = [
     "EarlyStopping",
     "LRParams",
+    "MAX_WEIGHT_BITS",
+    "WEIGHT_FRAC_BITS",
     "batch_order",
     "batches",
     "check_features",
@@ -294,6 +356,7 @@ __all__ = [
     "converged",
     "learning_rate_at",
     "log_loss",
+    "sample_weights",
     "sgd_step",
     "sigmoid",
     "sigmoid_t1",
