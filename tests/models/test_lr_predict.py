@@ -140,16 +140,13 @@ def test_pipeline_lr_step_scores_holdout_by_masked_prediction(tmp_path, serial_e
     """The ``lr`` step with two passive parties and early stopping: holdout scores reach the
     bank only as masked shares (no plaintext partial-score message), and land in
     ``ctx.state["scores"]`` aligned with the holdout rows."""
-    from pathlib import Path
-
     import pandas as pd
 
-    from privfin.config import JobSpec, PartySpec, StepSpec
+    from lr_steps import run_lr_step
+
     from privfin.evaluation.metrics import auc
     from privfin.models.logistic import LRParams, train_reference
-    from privfin.pipeline import holdout_mask, lr_step
-    from privfin.runtime.inputs import PartyTable
-    from privfin.runtime.steps import StepContext
+    from privfin.pipeline import holdout_mask
 
     rng = np.random.default_rng(2)
     n = 600
@@ -160,22 +157,7 @@ def test_pipeline_lr_step_scores_holdout_by_masked_prediction(tmp_path, serial_e
     y = (z + rng.logistic(size=n) > 0).astype(np.int64).to_numpy()
     lr_params = {"features": "standardized", "epochs": 8, "batch_size": 64, "learning_rate": 0.3,
                  "key_bits": 1024, "allow_insecure_keys": True, "early_stopping": "loss", "patience": 2}
-    spec = JobSpec(name="t", parties={"bank": PartySpec("bank", "active", "b.csv", label_column="y"),
-                                      "p1": PartySpec("p1", "passive", "p1.csv"),
-                                      "p2": PartySpec("p2", "passive", "p2.csv")},
-                   steps=(StepSpec("psi", {}), StepSpec("lr", lr_params)), text="")
-    net = MemoryNetwork(("bank", "p1", "p2"))
-    ctxs = {}
-
-    def role(p):
-        def run(c):
-            t = PartyTable(ids, F[p], y if p == "bank" else None, Path("x"))
-            ctxs[p] = StepContext(party=p, job_id="j", spec=spec, chan=c, data_dir=tmp_path, workdir=tmp_path / p,
-                                  state={"table": t}, step_name="lr")
-            lr_step(ctxs[p], lr_params)
-        return run
-
-    run_parties(net, {p: role(p) for p in ("bank", "p1", "p2")}, timeout=60)
+    net, ctxs = run_lr_step(tmp_path, ids, F, y, lr_params)
     test = holdout_mask(ids, 30)
     scores = ctxs["bank"].state["scores"]
     assert scores["lr"].shape == scores["bank_only"].shape == (int(test.sum()),)

@@ -166,15 +166,11 @@ def test_weighted_bad_input(serial_executor: None) -> None:
 def test_pipeline_lr_step_class_weight_table(tmp_path, serial_executor: None) -> None:
     """The ``lr`` step reads ``class_weight`` as a TOML table with string keys; the bank's model
     equals the weighted oracle on the same split."""
-    from pathlib import Path
-
     import pandas as pd
 
-    from privfin.config import JobSpec, PartySpec, StepSpec
-    from privfin.pipeline import holdout_mask, lr_step
-    from privfin.runtime.inputs import PartyTable
-    from privfin.runtime.steps import StepContext
-    from privfin.transport.memory import run_parties
+    from lr_steps import run_lr_step
+
+    from privfin.pipeline import holdout_mask
 
     rng = np.random.default_rng(3)
     n = 400
@@ -184,21 +180,7 @@ def test_pipeline_lr_step_class_weight_table(tmp_path, serial_executor: None) ->
     y = (F["bank"]["a0"] - F["p1"]["b1"] + rng.logistic(size=n) > 1.2).astype(np.int64).to_numpy()
     lr_params = {"features": "standardized", "epochs": 3, "batch_size": 64, "learning_rate": 0.3,
                  "key_bits": 1024, "allow_insecure_keys": True, "class_weight": {"0": 1.0, "1": 3.0}}
-    spec = JobSpec(name="t", parties={"bank": PartySpec("bank", "active", "b.csv", label_column="y"),
-                                      "p1": PartySpec("p1", "passive", "p1.csv")},
-                   steps=(StepSpec("psi", {}), StepSpec("lr", lr_params)), text="")
-    net = MemoryNetwork(("bank", "p1"))
-    ctxs = {}
-
-    def role(p):
-        def run(c):
-            t = PartyTable(ids, F[p], y if p == "bank" else None, Path("x"))
-            ctxs[p] = StepContext(party=p, job_id="j", spec=spec, chan=c, data_dir=tmp_path, workdir=tmp_path / p,
-                                  state={"table": t}, step_name="lr")
-            lr_step(ctxs[p], lr_params)
-        return run
-
-    run_parties(net, {p: role(p) for p in ("bank", "p1")}, timeout=60)
+    net, ctxs = run_lr_step(tmp_path, ids, F, y, lr_params)
     test = holdout_mask(ids, 30)
     Xs = [(F[p].to_numpy() - F[p].to_numpy()[~test].mean(0)) / F[p].to_numpy()[~test].std(0) for p in ("bank", "p1")]
     lp = LRParams(epochs=3, batch_size=64, learning_rate=0.3, class_weight={0: 1.0, 1: 3.0})

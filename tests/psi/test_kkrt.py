@@ -16,7 +16,6 @@ from privfin.psi.kkrt import (
     digest_chunk,
     _domain,
     match,
-    psi_kkrt,
     table_size,
     tag_bytes,
 )
@@ -24,21 +23,15 @@ from privfin.runtime.executor import LocalProcessExecutor, set_executor
 from privfin.transport.base import Kind
 from privfin.transport.memory import MemoryNetwork, run_parties
 from psi_idgen import credit_code, numeric18, overlapping, resident_id
-from test_protocol import _unkeyed_hashes
+from test_protocol import _unkeyed_hashes, rows_of
+from test_protocol import run as run_protocol
 
 GENERATORS = {"numeric18": numeric18, "resident_id": resident_id, "credit_code": credit_code}
 
 
 def run(sets: dict[str, list[str]], params: PsiParams | None = None, job: str = "job-kkrt",
         roles: dict | None = None) -> tuple[MemoryNetwork, dict]:
-    net = MemoryNetwork(tuple(sets))
-    roles = roles or {}
-    fns = {p: (lambda ch, p=p: roles.get(p, psi_kkrt)(ch, sets[p], params)) for p in sets}
-    return net, run_parties(net, fns, job_id=job, timeout=120)
-
-
-def rows_of(sets, out, party):
-    return [sets[party][i] for i in out[party].indices]
+    return run_protocol(sets, params, job, roles, protocol="kkrt")
 
 
 def check_both(sets, out):
@@ -151,7 +144,7 @@ def test_role_aliases():
     rng = random.Random(8)
     a, b = overlapping(numeric18, rng, (60, 70), common=25)
     sets = {"r": a, "s": b}
-    _, out = run(sets, PsiParams(protocol="kkrt"), roles={"r": psi_receiver, "s": psi_sender})
+    _, out = run(sets, roles={"r": psi_receiver, "s": psi_sender})
     assert set(rows_of(sets, out, "r")) == set(a) & set(b) and out["s"].indices is None
 
 

@@ -34,13 +34,14 @@ GENERATORS = {"numeric18": numeric18, "resident_id": resident_id, "credit_code":
 
 
 def run(sets: dict[str, list[str]], params: PsiParams | None = None, job: str = "job-psi",
-        roles: dict | None = None) -> tuple[MemoryNetwork, dict]:
-    """The ECDH protocols (``protocol = "ecdh"``; KKRT is tested in test_kkrt.py)."""
+        roles: dict | None = None, protocol: str = "ecdh") -> tuple[MemoryNetwork, dict]:
+    """Every party of ``sets`` over one in-memory network with ``protocol`` (the ECDH protocols
+    here; test_kkrt.py runs KKRT through the same helper)."""
     net = MemoryNetwork(tuple(sets))
     roles = roles or {}
-    params = replace(params or PsiParams(), protocol="ecdh")
+    params = replace(params or PsiParams(), protocol=protocol)
     fns = {p: (lambda ch, p=p: roles.get(p, psi)(ch, sets[p], params)) for p in sets}
-    return net, run_parties(net, fns, job_id=job, timeout=60)
+    return net, run_parties(net, fns, job_id=job, timeout=120)
 
 
 def rows_of(sets, out, party):
