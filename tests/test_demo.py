@@ -20,7 +20,8 @@ def test_demo_on_generated_data(tmp_path):
     assert [s["name"] for s in res.status["steps"]] == ["load"] + [n for n, _ in PIPELINE]
     assert metrics[("load", "rows")] == 3000
     assert metrics[("psi", "intersection")] == 2100  # 70% of the bank's ids are at the government
-    assert metrics[("lr", "train_rows")] + metrics[("lr", "holdout_rows")] == 2100
+    assert metrics[("lr", "train_rows")] + metrics[("lr", "holdout_rows")] + metrics[("lr", "validation_rows")] == 2100
+    assert metrics[("lr", "calibration_slope")] > 0  # Platt-calibrated (the demo's lr step: calibrate = true)
     assert metrics[("evaluate", "holdout_rows")] == metrics[("lr", "holdout_rows")]
     for model in ("bank_only", "lr", "boost", "bank_only_boost"):
         assert 0.5 < metrics[("evaluate", f"{model}.auc")] < 1

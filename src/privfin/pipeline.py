@@ -410,9 +410,15 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     (0), ``holdout_percent`` (30; rows whose id's MD5 is below it mod 100), ``key_bits``,
     ``early_stopping`` ("loss", "auc" or "none") with ``patience`` (2) on the validation rows
     (``validation_percent``, default 10: the next band of the same MD5 rule, taken out of training),
-    ``class_weight`` ("balanced" or a table ``{"0" = 1.0, "1" = 3.0}``; default none).
-    Every party keeps its own coefficients (artifact ``lr_model``). The bank also trains the
-    same algorithm on its own features only and reports both models' holdout AUC and KS.
+    ``class_weight`` ("balanced" or a table ``{"0" = 1.0, "1" = 3.0}``; default none),
+    ``calibrate`` (false): Platt scaling on the validation rows (taken out of training as for
+    early stopping) — the bank fits ``logit P(y=1) = alpha + beta z`` on their joint linear
+    predictors and every party multiplies its coefficients by ``beta`` (the bank's intercept
+    becomes ``alpha + beta b``), so the model's log-odds, and the scorecard's points and odds,
+    are on the scale of the data (the t1-approximated training shrinks them; ranking, AUC and
+    KS are unchanged). Every party keeps its own coefficients (artifact ``lr_model``). The bank
+    also trains the same algorithm on its own features only (calibrated the same way) and
+    reports both models' holdout AUC and KS.
 
     Security: training as in :mod:`privfin.models.hetero_lr`. Evaluation: the holdout is
     scored by federated batch prediction (:class:`~privfin.models.hetero_lr.FederatedPredictor`,
@@ -420,6 +426,9 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
     with two or more passive parties their parts are masked (only the sum is learned), with one
     the total reveals its part. The bank keeps the holdout scores in
     ``ctx.state["scores"]`` (``"lr"``: federated, ``"bank_only"``), aligned with the holdout rows.
+    With ``calibrate`` the validation rows are scored in the same prediction session (the bank
+    learns their total linear predictors, as for the holdout) and the bank sends every passive
+    party ``beta`` (``lr/calibrate``, ``AGGREGATE``: one number fitted on the validation rows).
     """
     from privfin.models.hetero_lr import FederatedPredictor, lr_active, lr_passive, predict_passive
     from privfin.evaluation.metrics import auc, ks
@@ -435,22 +444,33 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
                   allow_insecure=ctx.param(params, "allow_insecure_keys", bool, False),
                   early_stopping=None if es == "none" else es, patience=ctx.param(params, "patience", int, 2),
                   class_weight=ctx.param(params, "class_weight", (str, dict), None))
+    calibrate = ctx.param(params, "calibrate", bool, False)
     hp = ctx.param(params, "holdout_percent", int, 30)
     test = holdout_mask(table.ids, hp)
     val = (holdout_mask(table.ids, hp + ctx.param(params, "validation_percent", int, 10)) & ~test
-           if lp.early_stopping else np.zeros_like(test))
+           if lp.early_stopping or calibrate else np.zeros_like(test))
     X, names = _model_matrix(ctx, source, ~test)
     train = ~test & ~val
     Xv = X[val] if lp.early_stopping else None
+    scored = test | val if calibrate else test  # rows scored jointly after training, in table order
     if ctx.is_active:
         yv = table.label[val] if lp.early_stopping else None
         model = lr_active(ctx.chan, X[train], table.label[train], lp, passives=ctx.passive, X_val=Xv, y_val=yv)
         if model.best_epoch is not None:
             ctx.metric("best_epoch", model.best_epoch)
-        with FederatedPredictor(ctx.chan, ctx.passive, table.ids[test], {"lr": model.scorer(X[test])}) as fp:
-            score = fp.predict(rows=np.arange(int(test.sum())))
+        with FederatedPredictor(ctx.chan, ctx.passive, table.ids[scored], {"lr": model.scorer(X[scored])}) as fp:
+            z = fp.predict(rows=np.arange(int(scored.sum())))
         coef, b = train_reference(X[train], table.label[train], lp, X_val=Xv, y_val=yv)
-        bank_score = X[test] @ coef + b
+        score, bank_score = z[test[scored]], X[test] @ coef + b
+        if calibrate:
+            fit = _platt(table.label[val], z[val[scored]])
+            ctx.chan.broadcast("lr/calibrate", {"beta": fit.coef}, kind=Kind.AGGREGATE, to=ctx.passive)
+            model = model.calibrated(fit.coef, fit.intercept)
+            score = fit.intercept + fit.coef * score
+            own = _platt(table.label[val], X[val] @ coef + b)
+            bank_score = own.intercept + own.coef * bank_score
+            ctx.metric("calibration_slope", round(fit.coef, 6))
+            ctx.metric("calibration_intercept", round(fit.intercept, 6))
         ctx.state.setdefault("scores", {}).update({"lr": score, "bank_only": bank_score})
         y = table.label[test]
         m = {"auc_federated": auc(y, score), "ks_federated": ks(y, score),
@@ -461,9 +481,17 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
         ctx.metric("ks_change_pct", round(100 * (m["ks_federated"] / m["ks_bank_only"] - 1), 2))
         ctx.metric("train_rows", int(train.sum()))
         ctx.metric("holdout_rows", int(test.sum()))
+        if val.any():
+            ctx.metric("validation_rows", int(val.sum()))
     else:
         model = lr_passive(ctx.chan, X[train], lp, active=ctx.active, X_val=Xv)
-        predict_passive(ctx.chan, ctx.active, table.ids[test], {"lr": model.scorer(X[test])}, passives=ctx.passive)
+        predict_passive(ctx.chan, ctx.active, table.ids[scored], {"lr": model.scorer(X[scored])},
+                        passives=ctx.passive)
+        if calibrate:
+            beta = ctx.chan.recv(ctx.active, "lr/calibrate", expect=dict).get("beta")
+            if not isinstance(beta, float) or not 0.0 < beta < 1e6:
+                raise ProtocolError(f"'lr/calibrate' from '{ctx.active}': expected a positive slope, got {beta!r}")
+            model = model.calibrated(beta)
     import pandas as pd
 
     rows = [{"feature": n, "coef": float(c)} for n, c in zip(names, model.coef)]
@@ -471,6 +499,19 @@ def lr_step(ctx: StepContext, params: dict[str, Any]) -> None:
         rows.append({"feature": "(intercept)", "coef": float(model.intercept)})
     ctx.save_table("lr_model", pd.DataFrame(rows), kind="model")
     ctx.state["lr"] = model
+
+
+def _platt(y: np.ndarray, z: np.ndarray) -> Any:
+    """Platt scaling ``logit P(y=1) = intercept + coef * z`` by maximum likelihood; refuses a
+    fit that would not keep the ranking (slope not positive) or cannot be made."""
+    from privfin.errors import DataError
+    from privfin.features.screening import univariate_lr
+
+    fit = univariate_lr(np.asarray(y, np.float64), np.ones(len(z)), z)
+    if not fit.coef > 0:  # NaN included
+        raise DataError(f"calibration needs validation rows of both classes whose scores rank them (slope "
+                        f"{fit.coef:g}); enlarge validation_percent or set calibrate = false")
+    return fit
 
 
 @step("boost")

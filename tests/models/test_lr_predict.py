@@ -196,3 +196,45 @@ def test_prediction_over_grpc_processes(tmp_path) -> None:
     assert pr["batch_rows"] == res["n_holdout"] and pr["single_id_requests"] == 30
     assert pr["auc_from_federated_predict"] == pytest.approx(res["auc"], abs=1e-4)
     assert 0 < pr["single_id_p50_ms"] <= pr["single_id_p99_ms"] <= pr["single_id_max_ms"]
+
+
+def test_pipeline_lr_step_calibrate_is_platt_scaling_of_the_oracle(tmp_path, serial_executor) -> None:
+    """``calibrate = true``: the joint model equals the oracle trained on the same rows, then
+    Platt-scaled on the validation rows' joint scores; holdout ranking unchanged; the passive
+    party receives only the slope (``lr/calibrate``, AGGREGATE)."""
+    import pandas as pd
+    from lr_steps import run_lr_step
+
+    from privfin.evaluation.metrics import auc
+    from privfin.features.screening import univariate_lr
+    from privfin.models.logistic import LRParams, train_reference
+    from privfin.pipeline import holdout_mask
+
+    rng = np.random.default_rng(5)
+    n = 800
+    ids = np.array([f"c{i}" for i in range(n)], dtype=object)
+    F = {"bank": pd.DataFrame(rng.normal(size=(n, 2)), columns=["a0", "a1"]),
+         "p1": pd.DataFrame(rng.normal(size=(n, 2)), columns=["b0", "b1"])}
+    y = (1.5 * F["bank"]["a0"] - 2.0 * F["p1"]["b1"] + rng.logistic(size=n) > 1.0).astype(np.int64).to_numpy()
+    lr_params = {"features": "standardized", "epochs": 3, "batch_size": 64, "learning_rate": 0.3,
+                 "key_bits": 1024, "allow_insecure_keys": True, "calibrate": True, "validation_percent": 15}
+    net, ctxs = run_lr_step(tmp_path, ids, F, y, lr_params)
+
+    test = holdout_mask(ids, 30)
+    val = holdout_mask(ids, 45) & ~test
+    train = ~test & ~val
+    X = np.hstack([(F[p].to_numpy() - F[p].to_numpy()[~test].mean(0)) / F[p].to_numpy()[~test].std(0)
+                   for p in ("bank", "p1")])
+    w, b = train_reference(X[train], y[train], LRParams(epochs=3, batch_size=64, learning_rate=0.3))
+    fit = univariate_lr(y[val].astype(float), np.ones(int(val.sum())), X[val] @ w + b)
+    assert fit.coef > 1.2  # the t1 approximation shrinks the logistic coefficients
+    coef = np.r_[ctxs["bank"].state["lr"].coef, ctxs["p1"].state["lr"].coef]
+    assert np.max(np.abs(coef - fit.coef * w)) < 1e-3
+    assert ctxs["bank"].state["lr"].intercept == pytest.approx(fit.intercept + fit.coef * b, abs=1e-3)
+    m = ctxs["bank"].metrics
+    assert m[("lr", "calibration_slope")] == pytest.approx(fit.coef, rel=1e-3)
+    scores = ctxs["bank"].state["scores"]["lr"]  # calibrated holdout log-odds
+    assert np.max(np.abs(scores - (fit.intercept + fit.coef * (X[test] @ w + b)))) < 1e-2
+    assert m[("lr", "auc_federated")] == pytest.approx(auc(y[test], scores), abs=1e-6)
+    got = [(r.envelope.tag, r.envelope.kind) for r in net.messages(receiver="p1") if r.envelope.tag == "lr/calibrate"]
+    assert got == [("lr/calibrate", Kind.AGGREGATE)]

@@ -192,7 +192,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 import gmpy2
@@ -248,6 +248,13 @@ class LRPartyModel:
     epochs_run: int = 0
     best_epoch: int | None = None  # with early stopping (active party): the epoch kept
     val_scores: list[float] | None = None  # with early stopping (active party): metric per epoch
+
+    def calibrated(self, slope: float, intercept: float = 0.0) -> LRPartyModel:
+        """This party's part of the model ``intercept + slope * z`` (Platt scaling of the joint
+        linear predictor ``z``): coefficients times ``slope``; at the active party the intercept
+        becomes ``intercept + slope * b`` (a passive party passes no intercept)."""
+        b = None if self.intercept is None else intercept + slope * self.intercept
+        return replace(self, coef=self.coef * slope, intercept=b)
 
     def partial_score(self, X: np.ndarray) -> np.ndarray:
         """This party's own part of the linear predictor (plus the intercept at the active party)."""

@@ -27,7 +27,7 @@ PIPELINE: list[tuple[str, dict[str, Any]]] = [
     ("psi", {}),
     ("woe", {"share_woe": True}),
     ("screen", {}),
-    ("lr", {}),
+    ("lr", {"calibrate": True}),  # Platt-scaled on a validation band: scorecard points on the log-odds scale
     ("boost", {}),
     ("scorecard", {}),
     ("evaluate", {}),
