@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -183,18 +184,31 @@ class _Prg:
         return np.frombuffer(b"".join(e.update(zero) for e in self._enc), np.uint8).reshape(len(self._enc), nbytes)
 
 
+def hash_each(base: Any, items: Iterable[bytes | memoryview]) -> bytes:
+    """The digests of ``base`` (a keyed/prefixed ``hashlib`` object, left unchanged) continued
+    with each item, concatenated: one hash call per item (ids, rows, points)."""
+    cp = base.copy
+
+    def one(item: bytes | memoryview) -> bytes:
+        h = cp()
+        h.update(item)
+        return h.digest()
+
+    return b"".join(map(one, items))
+
+
+def hash_rows(base: Any, rows: np.ndarray) -> np.ndarray:
+    """:func:`hash_each` over the rows of a 2-d uint8 array: an ``S<digest_size>`` array."""
+    raw = memoryview(np.ascontiguousarray(rows, np.uint8).reshape(-1))  # flat bytes, no copy
+    w = rows.shape[1]
+    return np.frombuffer(hash_each(base, (raw[i:i + w] for i in range(0, len(raw), w))), f"S{base.digest_size}")
+
+
 def hash_rows_chunk(rows: np.ndarray, out_bytes: int, dst: bytes) -> np.ndarray:
     """``H(dst, row)`` for each row of a 2-d uint8 array: BLAKE2b truncated to ``out_bytes`` (``S`` array)."""
     base = hashlib.blake2b(digest_size=out_bytes, person=b"privfin-kkrt-H1")
     base.update(len(dst).to_bytes(2, "little") + dst)
-    raw = memoryview(np.ascontiguousarray(rows)).cast("B")
-    w = rows.shape[1]
-    out = []
-    for i in range(0, len(raw), w):
-        h = base.copy()
-        h.update(raw[i:i + w])
-        out.append(h.digest())
-    return np.frombuffer(b"".join(out), f"S{out_bytes}")
+    return hash_rows(base, rows)
 
 
 def hash_input(bins: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -248,4 +262,4 @@ class OprfSender:
 
 
 __all__ = ["W", "W_BYTES", "SEED_BYTES", "aes_ecb", "base_ot_send", "base_ot_recv", "transpose_bits", "code_words",
-           "hash_rows_chunk", "hash_input", "OprfReceiver", "OprfSender"]
+           "hash_each", "hash_rows", "hash_rows_chunk", "hash_input", "OprfReceiver", "OprfSender"]

@@ -394,12 +394,13 @@ def _cts_payload(vals: Sequence[mpz], pk: paillier.PaillierPublicKey) -> dict[st
 
 
 def _mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, corr: int, extra: np.ndarray | None = None,
-              high: int = 0) -> list[mpz]:
+              high: int = 0, random_high: bool = True) -> list[mpz]:
     """Fresh encryptions of packed masks: every slot ``2^64 (R + high) + (corr + extra[slot] mod
-    2^64)``, ``R < 2^rbits`` uniform (``extra``: optional per-column ``uint64`` values)."""
+    2^64)``, ``R < 2^rbits`` uniform (``extra``: optional per-column ``uint64`` values;
+    ``random_high=False``: ``R = 0``, for values only ever added to slots that carry a mask)."""
     nb = (lay.rbits + 7) // 8
-    top = (1 << lay.rbits) - 1
-    raw = os.urandom(lay.ncts * lay.slots * nb)
+    top = (1 << lay.rbits) - 1 if random_high else 0
+    raw = os.urandom(lay.ncts * lay.slots * nb) if random_high else bytes(lay.ncts * lay.slots * nb)
     add = [0] * (lay.ncts * lay.slots)
     if extra is not None:
         add[:lay.ncols] = [int(v) for v in extra.tolist()]
@@ -548,16 +549,6 @@ def _multiexp_task(bases: list[mpz], plan: Any, M: mpz) -> mpz:
     return multiexp(bases, plan, M)
 
 
-def _plain_mask_cts(pk: paillier.PaillierPublicKey, lay: PackLayout, m: np.ndarray) -> list[mpz]:
-    """Fresh encryptions of packed ``uint64`` values ``m`` without a high mask (they are only
-    ever added to slots that carry one)."""
-    vals = [0] * (lay.ncts * lay.slots)
-    vals[:lay.ncols] = [int(v) for v in m.tolist()]
-    sb = 8 * lay.slot_bytes
-    ints = [sum(v << (sb * s) for s, v in enumerate(vals[t * lay.slots:(t + 1) * lay.slots])) for t in range(lay.ncts)]
-    return list(pk.encrypt_ints(ints).ciphertexts)
-
-
 def _setup_weights_active(chan: Channel, sk: paillier.PaillierPrivateKey, pks: dict[str, paillier.PaillierPublicKey],
                           dims: dict[str, int], lays: dict[str, PackLayout], encx: dict[str, list[mpz]],
                           sw: np.ndarray, plist: list[str], params: LRParams
@@ -623,7 +614,7 @@ def _weighted_terms(chan: Channel, pks: dict[str, paillier.PaillierPublicKey], l
     for p in passives:
         m = np.frombuffer(os.urandom(8 * lays[p].ncols), dtype=_U64)
         M = pks[p].modulus
-        a = [next(prods) * mk % M for mk in _plain_mask_cts(pks[p], lays[p], m)]
+        a = [next(prods) * mk % M for mk in _mask_cts(pks[p], lays[p], 0, m, random_high=False)]
         b = [next(prods) * mk % Ma for mk in _mask_cts(pka, rlays[p], 0, m)]
         out[p] = {"a": _cts_payload(a, pks[p]), "b": _cts_payload(b, pka)}
     chan.send(active, "lr/corr", out, kind=Kind.CIPHERTEXT)
@@ -653,7 +644,7 @@ def _fold_weighted(chan: Channel, sk: paillier.PaillierPrivateKey, pks: dict[str
             tot[p] = tot[p] + _open_cross(b, sk, rlays[p]) - _offset_term(rho[p], idx, params, 1)
     for p in plist:
         M = pks[p].modulus
-        fix = _plain_mask_cts(pks[p], lays[p], _U64(0) - tot[p])
+        fix = _mask_cts(pks[p], lays[p], 0, _U64(0) - tot[p], random_high=False)
         outs[p] = [x * y % M for x, y in zip(outs[p], fix)]
 
 
@@ -742,8 +733,9 @@ def lr_active(chan: Channel, X_own: Any, y: Any, params: LRParams, *, passives: 
             for idx in batches(n, params, epoch):
                 m = len(idx)
                 za = X[idx] @ w + b
-                s = ring_encode(za + 2.0 - 4.0 * yy[idx], f)
-                e = _exponents(s if sw is None else ring_encode(sw[idx] * (za + 2.0 - 4.0 * yy[idx]), f), params,
+                ra = za + 2.0 - 4.0 * yy[idx]
+                s = ring_encode(ra, f)
+                e = _exponents(s if sw is None else ring_encode(sw[idx] * ra, f), params,
                                "the active party's part of the residual")
                 plan = multiexp_plan(e)
                 esum = sum(e)

@@ -56,6 +56,7 @@ import gmpy2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from privfin.crypto.ot import hash_rows
 from privfin.errors import CryptoError, ProtocolError
 
 P: Final = 2**255 - 19
@@ -273,17 +274,8 @@ def _tag_base(dst: bytes) -> hashlib._Hash:  # type: ignore[name-defined]
 
 def tags_of(points: np.ndarray, dst: bytes) -> np.ndarray:
     """Truncated hashes (``S16``) of doubly blinded u-coordinates."""
-    raw = _points_bytes(points)
-    cp = _tag_base(dst).copy
-
-    def tag(off: int) -> bytes:
-        h = cp()
-        h.update(raw[off:off + POINT_BYTES])
-        return h.digest()
-
-    if not raw:
-        return np.empty(0, f"S{TAG_BYTES}")
-    return np.frombuffer(b"".join(map(tag, range(0, len(raw), POINT_BYTES))), dtype=f"S{TAG_BYTES}")
+    _points_bytes(points[:0])  # shape/dtype check
+    return hash_rows(_tag_base(dst), points)
 
 
 def blind_and_tag_chunk(points: np.ndarray, key: bytes, dst: bytes) -> np.ndarray:

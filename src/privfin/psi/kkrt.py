@@ -75,6 +75,7 @@ from privfin.crypto.ot import (
     base_ot_recv,
     base_ot_send,
     code_words,
+    hash_each,
     hash_input,
     hash_rows_chunk,
 )
@@ -104,12 +105,7 @@ def digest_chunk(values: np.ndarray, dst: bytes) -> np.ndarray:
     """``d(x)`` = BLAKE2b-128(dst, x) of each id: ``(n, 16)`` uint8 (never sent)."""
     base = hashlib.blake2b(digest_size=16, person=b"privfin-kkrt-d1")
     base.update(len(dst).to_bytes(2, "little") + dst)
-    out = []
-    for v in values.tolist():
-        h = base.copy()
-        h.update(v)
-        out.append(h.digest())
-    return np.frombuffer(b"".join(out), np.uint8).reshape(len(values), 16)
+    return np.frombuffer(hash_each(base, values.tolist()), np.uint8).reshape(len(values), 16)
 
 
 def table_size(n: int) -> int:
